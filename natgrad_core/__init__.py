@@ -1,0 +1,1 @@
+"""natgrad: natural-gradient optimization, reference implementation."""

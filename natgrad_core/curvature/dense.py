@@ -1,0 +1,222 @@
+"""The exact Fisher as a dense matrix (parameter space) or through its sample-space factor.
+
+    F = (1/N) Σₙ Jₙᵀ Λ̃ₙ Jₙ = SᵀS / N,       S = rows  Jₙᵀ U[m, n]  (back-propagated factors)
+
+Two ways to apply ``(C + λI)⁻¹`` with ``C = s·SᵀS + E₀`` (``s = scale / N``, ``E₀`` the L2 term):
+
+* **parameter space** — build the (P, P) matrix and factor it by Cholesky: O(R·P² + P³) for
+  R = n_factors · N rows of S. For one-layer (generalized linear) models with K > 1 outputs,
+  the matrix is built from class blocks ``F[(i,c),(j,c')] = (1/N) X̄ᵀ diag(Λ̃_cc') X̄`` — one
+  GEMM over the K(K+1)/2 distinct pairs — which costs a factor K less than forming S.
+* **sample space** — Woodbury's identity (Nocedal & Wright 2006, eq. (A.28)):
+
+      (E + s SᵀS)⁻¹ = E⁻¹ − E⁻¹Sᵀ (I/s + S E⁻¹ Sᵀ)⁻¹ S E⁻¹,    E = E₀ + λI,
+
+  with the R×R Gram ``S E⁻¹ Sᵀ = Σ_l (Ā_l E_a⁻¹ Ā_lᵀ) ⊙ (G_l G_lᵀ)`` assembled layer by layer
+  without ever forming S: O(R²·Σ widths + R³). It needs E > 0 (positive damping, or no
+  intercepts and a positive L2 term).
+
+``method="auto"`` uses sample space when R < P and E > 0, parameter space otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._typing import Array, Seed
+from .._validation import check_choice
+from ._linalg import SymmetricSolver, syrk_t
+from .base import CurvatureOperator, FisherType, output_factors, parse_fisher_type
+
+__all__ = ["DenseFisher", "class_block_fisher"]
+
+_CHUNK_ELEMENTS = 1 << 22  # bound temporaries at ~32 MB of float64
+
+
+def class_block_fisher(Xb: Array, Lam: Array) -> Array:
+    """Σₙ (x̄ₙ x̄ₙᵀ) ⊗ Λₙ, indexed [(i, c), (j, c')] (row-major over a (rows, K) weight matrix).
+
+    Xb : array of shape (n_samples, n_rows);  Lam : array of shape (n_samples, K, K).
+    Only the K(K+1)/2 pairs c ≤ c' are computed, one GEMM per chunk of samples.
+    """
+    n, r = Xb.shape
+    k = Lam.shape[1]
+    iu, ju = np.triu_indices(k)
+    n_pairs = iu.size
+    lam_pairs = Lam[:, iu, ju]
+    acc = np.zeros((r, n_pairs * r), dtype=Xb.dtype)
+    step = max(1, _CHUNK_ELEMENTS // (n_pairs * r))
+    for start in range(0, n, step):
+        xs = Xb[start : start + step]
+        weighted = (lam_pairs[start : start + step, :, None] * xs[:, None, :]).reshape(len(xs), -1)
+        acc += xs.T @ weighted
+    blocks = acc.reshape(r, n_pairs, r).transpose(1, 0, 2)
+    F4 = np.empty((r, k, r, k), dtype=Xb.dtype)
+    F4[:, iu, :, ju] = blocks
+    F4[:, ju, :, iu] = blocks
+    return F4.reshape(r * k, r * k)
+
+
+class DenseFisher(CurvatureOperator):
+    """The exact Fisher ``F + l2·mask`` (see module doc), solved densely.
+
+    Parameters
+    ----------
+    objective : Objective
+    theta : array of shape (n_params,)
+    fisher_type : {"exact", "mc", "empirical"} or FisherType, default "exact"
+    mc_samples : int, default 1
+        Labels drawn per sample for ``fisher_type="mc"``.
+    random_state : int, Generator or None
+        Seed for the Monte-Carlo labels.
+    method : {"auto", "parameter", "sample"}, default "auto"
+    reduction : {"mean", "sum"}, default "mean"
+    """
+
+    def __init__(
+        self,
+        objective,
+        theta: Array,
+        fisher_type="exact",
+        mc_samples: int = 1,
+        random_state: Seed = None,
+        method: str = "auto",
+        reduction: str = "mean",
+    ):
+        super().__init__(objective, reduction)
+        self.fisher_type = parse_fisher_type(fisher_type)
+        self.method = check_choice(method, "method", ("auto", "parameter", "sample"))
+        self.theta = np.asarray(theta, dtype=self.dtype)
+        self.cache = objective.forward(self.theta)
+        self.U = output_factors(objective, self.theta, self.fisher_type, mc_samples, random_state)
+        self.n_rows = self.U.shape[0] * objective.n_samples
+        self._s = self.scale / objective.n_samples
+        self._matrix = None
+        self._grads = None
+        self._solvers: dict = {}
+
+    # -------------------------------------------------------------- shared pieces
+    @property
+    def layer_grads(self) -> list[Array]:
+        """Back-propagated factors g_l, each (n_factors, n_samples, fan_out_l)."""
+        if self._grads is None:
+            self._grads = self.objective.model.backward(self.theta, self.cache, self.U)
+        return self._grads
+
+    def _output_matrices(self) -> Array:
+        if self.fisher_type is FisherType.EXACT:
+            return self.objective.model.head.lam(self.cache.outputs)
+        return np.einsum("mni,mnj->nij", self.U, self.U)
+
+    def matrix(self) -> Array:
+        """The parameter-space matrix ``C`` (built once, then cached)."""
+        if self._matrix is None:
+            model = self.objective.model
+            if len(model.layers) == 1 and model.n_outputs > 1:
+                F = class_block_fisher(self.cache.inputs[0], self._output_matrices())
+                F *= self._s
+            else:
+                F = np.zeros(self.shape, dtype=self.dtype)
+                n = self.objective.n_samples
+                step = max(1, _CHUNK_ELEMENTS // max(1, self.U.shape[0] * self.n_params))
+                for start in range(0, n, step):
+                    rows = slice(start, start + step)
+                    inputs = [a[rows] for a in self.cache.inputs]
+                    grads = [g[:, rows] for g in self.layer_grads]
+                    S = self.objective.model.per_example_grads(
+                        type(self.cache)(inputs, [], None), grads
+                    ).reshape(-1, self.n_params)
+                    F = syrk_t(S, out=F, alpha=self._s)
+            F[np.diag_indices_from(F)] += self._penalty_diag()
+            self._matrix = F
+        return self._matrix
+
+    def _S_times(self, w: Array) -> Array:
+        """S w for w of shape (n_params,) → (n_factors, n_samples)."""
+        blocks = self.objective.model.unpack(w)
+        return sum(
+            np.einsum("nj,mnj->mn", a @ W, g)
+            for a, W, g in zip(self.cache.inputs, blocks, self.layer_grads)
+        )
+
+    def _St_times(self, u: Array) -> Array:
+        """Sᵀ u for u of shape (n_factors, n_samples) → (n_params,)."""
+        return np.concatenate(
+            [
+                (a.T @ np.einsum("mn,mnj->nj", u, g)).ravel()
+                for a, g in zip(self.cache.inputs, self.layer_grads)
+            ]
+        )
+
+    def _matvec(self, v):
+        prefer_matrix = self.method == "parameter" or (
+            self.method == "auto" and self.n_rows >= self.n_params
+        )
+        if self._matrix is not None or prefer_matrix:
+            return self.matrix() @ v
+        return self._s * self._St_times(self._S_times(v)) + self._penalty_diag() * v
+
+    def _to_dense(self):
+        return self.matrix().copy()
+
+    # -------------------------------------------------------------- solves
+    def _E(self, damping: float) -> Array:
+        return self._penalty_diag() + damping
+
+    def _choose(self, damping: float) -> str:
+        if self.method == "parameter":
+            return "parameter"
+        feasible = bool(np.all(self._E(damping) > 0))
+        if self.method == "sample":
+            if not feasible:
+                raise ValueError(
+                    "method='sample' needs a positive diagonal term: damping > 0, or "
+                    f"alpha > 0 and fit_intercept=False; got damping={damping}, l2={self.l2}."
+                )
+            return "sample"
+        return "sample" if feasible and self.n_rows < self.n_params else "parameter"
+
+    def solve_method(self, damping: float = 0.0) -> str:
+        """Which algebra :meth:`solve` will use for this damping: "parameter" or "sample"."""
+        return self._choose(float(damping))
+
+    def _solver(self, damping: float, method: str) -> SymmetricSolver:
+        key = (method, damping)
+        if key not in self._solvers:
+            if method == "parameter":
+                A = self.matrix().copy()
+                A[np.diag_indices_from(A)] += damping
+            else:
+                A = self._gram(self._E(damping))
+            self._solvers[key] = SymmetricSolver(A, self.objective.counts, "Fisher")
+        return self._solvers[key]
+
+    def _gram(self, E: Array) -> Array:
+        """I/s + S E⁻¹ Sᵀ of shape (n_rows, n_rows), built layer by layer."""
+        m, n = self.U.shape[:2]
+        K = np.eye(m * n, dtype=self.dtype) / self._s
+        E_blocks = self.objective.model.unpack(E)
+        for E_l, a, g in zip(E_blocks, self.cache.inputs, self.layer_grads):
+            # E is constant across a weight row, so E⁻¹ acts on the ā side only
+            e_rows = E_l[:, 0]
+            Ka = (a / e_rows) @ a.T
+            gf = g.reshape(m * n, -1)
+            K += np.tile(Ka, (m, m)) * syrk_t(gf.T)
+        return K
+
+    def _solve(self, v, damping):
+        method = self._choose(damping)
+        solver = self._solver(damping, method)
+        self.status = solver.status
+        if method == "parameter":
+            return solver.solve(v)
+        E_inv = 1.0 / self._E(damping)
+        if v.ndim == 2:
+            return np.column_stack([self._woodbury(col, E_inv, solver) for col in v.T])
+        return self._woodbury(v, E_inv, solver)
+
+    def _woodbury(self, v, E_inv, solver):
+        ev = E_inv * v
+        m, n = self.U.shape[:2]
+        u = solver.solve(self._S_times(ev).ravel()).reshape(m, n)
+        return ev - E_inv * self._St_times(u)

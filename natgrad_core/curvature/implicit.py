@@ -1,0 +1,158 @@
+"""Matrix-free Fisher-vector products and preconditioned conjugate gradients.
+
+    C v = (s) Σₙ Jₙᵀ Λ̃ₙ (Jₙ v) + l2 · mask ⊙ v
+
+computed as one forward-mode pass (``jvp``), an output-space product, and one reverse
+pass (``vjp``) — Pearlmutter (1994), Schraudolph (2002). No (P, P) matrix is ever formed;
+the cost of one product is about two gradient evaluations.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .._typing import Array, Seed
+from .._validation import check_nonnegative, check_positive_int
+from .base import CurvatureOperator, FisherType, output_factors, parse_fisher_type
+
+__all__ = ["CGResult", "ImplicitFisher", "conjugate_gradient"]
+
+
+class CGResult(NamedTuple):
+    """x : solution; n_iter : iterations run; residual : final ‖b − A x‖ / ‖b‖;
+    converged : whether ``residual <= rtol``."""
+
+    x: Array
+    n_iter: int
+    residual: float
+    converged: bool
+
+
+def conjugate_gradient(matvec, b: Array, x0=None, rtol=1e-10, maxiter=None, precond=None):
+    """Preconditioned CG for a symmetric positive-definite system ``A x = b``.
+
+    Nocedal & Wright (2006), Algorithm 5.3. ``precond(r)`` applies M⁻¹ ≈ A⁻¹. Stops when
+    ``‖r‖ ≤ rtol · ‖b‖`` or after ``maxiter`` iterations (default ``len(b)``); a warm start
+    ``x0`` (e.g. the previous natural-gradient direction) costs one extra product.
+    Directions of non-positive curvature (pᵀAp ≤ 0) stop the iteration early.
+    """
+    b = np.asarray(b)
+    maxiter = b.size if maxiter is None else maxiter
+    b_norm = float(np.linalg.norm(b))
+    if b_norm == 0.0:
+        return CGResult(np.zeros_like(b), 0, 0.0, True)
+    if x0 is None:
+        x = np.zeros_like(b)
+        r = b.copy()
+    else:
+        x = np.array(x0, dtype=b.dtype, copy=True)
+        r = b - matvec(x)
+    y = precond(r) if precond is not None else r
+    p = y.copy()
+    ry = float(r @ y)
+    res = float(np.linalg.norm(r)) / b_norm
+    n_iter = 0
+    while res > rtol and n_iter < maxiter:
+        Ap = matvec(p)
+        pAp = float(p @ Ap)
+        n_iter += 1
+        if pAp <= 0.0:
+            break
+        step = ry / pAp
+        x += step * p
+        r -= step * Ap
+        y = precond(r) if precond is not None else r
+        ry_new = float(r @ y)
+        p = y + (ry_new / ry) * p
+        ry = ry_new
+        res = float(np.linalg.norm(r)) / b_norm
+    return CGResult(x, n_iter, res, res <= rtol)
+
+
+class ImplicitFisher(CurvatureOperator):
+    """Fisher-vector products without forming the matrix; :meth:`solve` runs CG.
+
+    Parameters
+    ----------
+    objective, theta, fisher_type, mc_samples, random_state, reduction
+        As for :class:`~natgrad_core.curvature.dense.DenseFisher`.
+    cg_rtol : float, default 1e-10
+        Relative residual at which CG stops.
+    cg_maxiter : int, optional
+        Iteration cap (default: n_params).
+    preconditioner : CurvatureOperator, optional
+        Its ``solve(r, damping)`` is used as M⁻¹ (e.g. DiagonalFisher or KFAC).
+
+    After a solve, ``last_cg`` holds the :class:`CGResult`; ``status`` is "max_cg_iter"
+    when CG hit its cap before reaching ``cg_rtol``.
+    """
+
+    def __init__(
+        self,
+        objective,
+        theta: Array,
+        fisher_type="exact",
+        mc_samples: int = 1,
+        random_state: Seed = None,
+        reduction: str = "mean",
+        cg_rtol: float = 1e-10,
+        cg_maxiter: int | None = None,
+        preconditioner: CurvatureOperator | None = None,
+    ):
+        super().__init__(objective, reduction)
+        self.fisher_type = parse_fisher_type(fisher_type)
+        self.theta = np.asarray(theta, dtype=self.dtype)
+        self.cache = objective.forward(self.theta)
+        self._lam_outputs = None
+        if self.fisher_type is not FisherType.EXACT:
+            self._U = output_factors(
+                objective, self.theta, self.fisher_type, mc_samples, random_state
+            )
+        self.cg_rtol = check_nonnegative(cg_rtol, "cg_rtol")
+        self.cg_maxiter = (
+            None if cg_maxiter is None else check_positive_int(cg_maxiter, "cg_maxiter")
+        )
+        self.preconditioner = preconditioner
+        self.last_cg: CGResult | None = None
+        self._s = self.scale / objective.n_samples
+
+    def _output_product(self, Jv: Array) -> Array:
+        if self.fisher_type is FisherType.EXACT:
+            return self.objective.model.head.lam_mv(self.cache.outputs, Jv)
+        return np.einsum("mn,mni->ni", np.einsum("mni,ni->mn", self._U, Jv), self._U)
+
+    def _matvec(self, v):
+        self.objective.counts.n_fvp += 1
+        model = self.objective.model
+        Jv = model.jvp(self.theta, self.cache, v)
+        return self._s * model.vjp(self.theta, self.cache, self._output_product(Jv)) + (
+            self._penalty_diag() * v
+        )
+
+    def _solve(self, v, damping, x0=None):
+        if v.ndim == 2:
+            return np.column_stack([self._solve(col, damping) for col in v.T])
+        pre = self.preconditioner
+        result = conjugate_gradient(
+            lambda w: self._matvec(w) + damping * w,
+            v,
+            x0=x0,
+            rtol=self.cg_rtol,
+            maxiter=self.cg_maxiter,
+            precond=None if pre is None else (lambda r: pre.solve(r, damping)),
+        )
+        self.objective.counts.n_cg_iter += result.n_iter
+        self.last_cg = result
+        self.status = "ok" if result.converged else "max_cg_iter"
+        return result.x
+
+    def solve(self, v, damping: float = 0.0, x0=None) -> Array:
+        """``(C + damping·I)⁻¹ v`` by CG, warm-started from ``x0`` if given."""
+        damping = check_nonnegative(damping, "damping")
+        v = self._check_vector(v)
+        if x0 is not None:
+            x0 = self._check_vector(x0, "x0")
+        self.status = "ok"
+        return self._solve(v, damping, x0)

@@ -1,0 +1,265 @@
+"""Kronecker-factored approximate curvature (K-FAC) and its eigenbasis correction (EKFAC).
+
+For layer l with inputs ā (bias folded in as a constant 1) and back-propagated output
+factors g, the Fisher block E[(ā ⊗ g)(ā ⊗ g)ᵀ] is approximated by
+
+    A_l ⊗ G_l,      A_l = (1/N) Σₙ āₙ āₙᵀ,      G_l = (1/N) Σₙ Σₘ gₘₙ gₘₙᵀ
+
+(Martens & Grosse 2015, eq. (1) and §3), each factor a single syrk. The curvature is
+block-diagonal over layers. It equals the exact block when N = 1, when all inputs are
+identical, and for deep linear networks with a Gaussian head (gₙ does not depend on n).
+
+The L2 term is absorbed into the Tikhonov damping, as in Martens & Grosse §6: the operator
+is ``blockdiag(A_l ⊗ G_l) + l2 · I`` (biases included) and ``solve(v, λ)`` uses
+``γ = l2 + λ``. Damping modes (what ``solve`` inverts, per layer):
+
+* ``"exact"``      (A ⊗ G + γI)⁻¹ via eigendecompositions A = Q_A diag(a) Q_Aᵀ,
+                   G = Q_G diag(g) Q_Gᵀ:  (Q_A ⊗ Q_G) diag(1 / (a ⊗ g + γ)) (Q_A ⊗ Q_G)ᵀ.
+* ``"tikhonov"``   factored Tikhonov with π (Martens & Grosse §6.3):
+                   ((A + π√γ I) ⊗ (G + √γ/π I))⁻¹,  π = √((tr A / dim A) / (tr G / dim G)).
+* ``"per_factor"`` the same with π = 1: ((A + √γ I) ⊗ (G + √γ I))⁻¹.
+
+EKFAC (George et al. 2018) keeps K-FAC's eigenbasis but replaces the eigenvalue products
+a ⊗ g by the exact second moments of the gradients in that basis:
+``s = (1/N) Σₙ Σₘ (Q_Aᵀ āₙ)² ⊗ (Q_Gᵀ gₘₙ)²``, the best diagonal in the Kronecker eigenbasis.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import NamedTuple
+
+import numpy as np
+from scipy.linalg import block_diag, eigh
+
+from .._typing import Array, Seed
+from .._validation import check_choice, warn_singular
+from ._linalg import SymmetricSolver, syrk_t
+from .base import CurvatureOperator, layer_statistics, parse_fisher_type
+
+__all__ = ["EKFAC", "KFAC", "KFACDamping", "KFACFactors", "kfac_factors"]
+
+
+class KFACDamping(str, Enum):
+    EXACT = "exact"
+    TIKHONOV = "tikhonov"
+    PER_FACTOR = "per_factor"
+
+
+class KFACFactors(NamedTuple):
+    """Per-layer Kronecker factors: ``A[l]`` (rows_l, rows_l), ``G[l]`` (fan_out_l, fan_out_l)."""
+
+    A: list
+    G: list
+
+
+def _factors_from_statistics(inputs, grads) -> KFACFactors:
+    n = inputs[0].shape[0]
+    A = [syrk_t(a, alpha=1.0 / n) for a in inputs]
+    G = [syrk_t(g.reshape(-1, g.shape[-1]), alpha=1.0 / n) for g in grads]
+    return KFACFactors(A, G)
+
+
+def kfac_factors(
+    objective, theta: Array, fisher_type="exact", mc_samples: int = 1, random_state: Seed = None
+) -> KFACFactors:
+    """The K-FAC factors of the mean Fisher at ``theta``."""
+    return _factors_from_statistics(
+        *layer_statistics(
+            objective, theta, parse_fisher_type(fisher_type), mc_samples, random_state
+        )
+    )
+
+
+class KFAC(CurvatureOperator):
+    """Block-diagonal Kronecker-factored Fisher (see module doc).
+
+    Parameters
+    ----------
+    objective : Objective
+    theta : array of shape (n_params,), optional if ``factors`` is given
+    fisher_type, mc_samples, random_state, reduction
+        As for :class:`~natgrad_core.curvature.dense.DenseFisher`.
+    damping_mode : {"exact", "tikhonov", "per_factor"}, default "exact"
+    factors : KFACFactors, optional
+        Precomputed (e.g. moving-average) factors of the *mean* Fisher.
+    """
+
+    def __init__(
+        self,
+        objective,
+        theta: Array | None = None,
+        fisher_type="exact",
+        mc_samples: int = 1,
+        random_state: Seed = None,
+        damping_mode: str = "exact",
+        reduction: str = "mean",
+        factors: KFACFactors | None = None,
+    ):
+        super().__init__(objective, reduction)
+        self.damping_mode = check_choice(damping_mode, "K-FAC damping mode", KFACDamping)
+        if factors is None:
+            if theta is None:
+                raise ValueError("KFAC needs either theta or precomputed factors, got neither.")
+            factors = kfac_factors(objective, theta, fisher_type, mc_samples, random_state)
+        model = objective.model
+        expected = [((lay.rows, lay.rows), (lay.fan_out, lay.fan_out)) for lay in model.layers]
+        got = [(np.shape(A), np.shape(G)) for A, G in zip(factors.A, factors.G)]
+        if got != expected:
+            raise ValueError(f"Shape mismatch: expected K-FAC factor shapes {expected}, got {got}.")
+        self.factors = KFACFactors([self.scale * A for A in factors.A], list(factors.G))
+        self.l2 = self.scale * objective.l2
+        self._eig = None
+        self._factor_solvers: dict = {}
+
+    # ------------------------------------------------------------------ products
+    def _blocks(self, v):
+        return self.objective.model.unpack(v)
+
+    def _matvec(self, v):
+        out = [A @ V @ G for A, G, V in zip(*self.factors, self._blocks(v))]
+        return self.objective.model.pack(out) + self.l2 * v
+
+    def _to_dense(self):
+        blocks = [np.kron(A, G) for A, G in zip(*self.factors)]
+        return block_diag(*blocks) + self.l2 * np.eye(self.n_params, dtype=self.dtype)
+
+    # ------------------------------------------------------------------ inverses
+    def eigendecompositions(self):
+        """[(a, Q_A, g, Q_G)] per layer, computed once and cached."""
+        if self._eig is None:
+            self._eig = []
+            for A, G in zip(*self.factors):
+                a, QA = eigh(A)
+                g, QG = eigh(G)
+                self._eig.append((np.maximum(a, 0.0), QA, np.maximum(g, 0.0), QG))
+            self.objective.counts.n_factorizations += 2 * len(self._eig)
+        return self._eig
+
+    def pi(self) -> list[float]:
+        """π_l = √((tr A / dim A) / (tr G / dim G)) per layer (Martens & Grosse eq. (11))."""
+        out = []
+        for A, G in zip(*self.factors):
+            ta, tg = np.trace(A) / A.shape[0], np.trace(G) / G.shape[0]
+            out.append(float(np.sqrt(ta / tg)) if ta > 0 and tg > 0 else 1.0)
+        return out
+
+    def _factored_shifts(self, gamma):
+        root = np.sqrt(gamma)
+        pis = (
+            self.pi() if self.damping_mode is KFACDamping.TIKHONOV else [1.0] * len(self.factors.A)
+        )
+        return [(p * root, root / p) for p in pis]
+
+    def damped_dense(self, damping: float = 0.0) -> Array:
+        """The matrix whose inverse :meth:`solve` applies (per damping mode)."""
+        gamma = self.l2 + damping
+        if self.damping_mode is KFACDamping.EXACT:
+            return self._to_dense() + damping * np.eye(self.n_params, dtype=self.dtype)
+        blocks = [
+            np.kron(A + sa * np.eye(len(A)), G + sg * np.eye(len(G)))
+            for (A, G), (sa, sg) in zip(zip(*self.factors), self._factored_shifts(gamma))
+        ]
+        return block_diag(*blocks)
+
+    def _eigen_scales(self):
+        """Per-layer diagonal in the eigenbasis: a ⊗ g for K-FAC."""
+        return [np.outer(a, g) for a, _, g, _ in self.eigendecompositions()]
+
+    def _solve_eigen(self, v, gamma):
+        out = []
+        singular = False
+        for (_, QA, _, QG), s, V in zip(
+            self.eigendecompositions(), self._eigen_scales(), self._blocks(v)
+        ):
+            d = s + gamma
+            cutoff = max(float(d.max()), 0.0) * d.size * np.finfo(self.dtype).eps
+            ok = d > cutoff
+            singular |= not np.all(ok)
+            inv = np.where(ok, 1.0 / np.where(ok, d, 1.0), 0.0)
+            out.append(QA @ ((QA.T @ V @ QG) * inv) @ QG.T)
+        if singular:
+            warn_singular(
+                f"{type(self).__name__} curvature is singular with zero damping; "
+                "used a pseudo-inverse, status 'pinv'."
+            )
+            self.status = "pinv"
+        return self.objective.model.pack(out)
+
+    def _solve_factored(self, v, gamma):
+        if gamma not in self._factor_solvers:
+            solvers = []
+            for (A, G), (sa, sg) in zip(zip(*self.factors), self._factored_shifts(gamma)):
+                solvers.append(
+                    (
+                        SymmetricSolver(A + sa * np.eye(len(A)), self.objective.counts, "K-FAC A"),
+                        SymmetricSolver(G + sg * np.eye(len(G)), self.objective.counts, "K-FAC G"),
+                    )
+                )
+            self._factor_solvers[gamma] = solvers
+        solvers = self._factor_solvers[gamma]
+        statuses = {s.status for pair in solvers for s in pair} - {"ok"}
+        if statuses:
+            self.status = "pinv" if "pinv" in statuses else "jitter"
+        out = [sA.solve(sG.solve(V.T).T) for (sA, sG), V in zip(solvers, self._blocks(v))]
+        return self.objective.model.pack(out)
+
+    def _solve(self, v, damping):
+        if v.ndim == 2:
+            return np.column_stack([self._solve(col, damping) for col in v.T])
+        gamma = self.l2 + damping
+        if self.damping_mode is KFACDamping.EXACT:
+            return self._solve_eigen(v, gamma)
+        return self._solve_factored(v, gamma)
+
+
+class EKFAC(KFAC):
+    """Eigenvalue-corrected K-FAC (George et al. 2018); ``solve`` is exact for its matrix
+    ``blockdiag((Q_A ⊗ Q_G) diag(s) (Q_A ⊗ Q_G)ᵀ) + l2·I`` (damping mode "exact" only).
+
+    The eigenbasis comes from ``factors`` (e.g. moving averages, refreshed rarely) or from
+    the current batch; the scalings ``s`` always come from the current batch.
+    """
+
+    def __init__(
+        self,
+        objective,
+        theta: Array,
+        fisher_type="exact",
+        mc_samples: int = 1,
+        random_state: Seed = None,
+        reduction: str = "mean",
+        factors: KFACFactors | None = None,
+    ):
+        inputs, grads = layer_statistics(
+            objective, theta, parse_fisher_type(fisher_type), mc_samples, random_state
+        )
+        if factors is None:
+            factors = _factors_from_statistics(inputs, grads)
+        super().__init__(
+            objective, theta, damping_mode="exact", reduction=reduction, factors=factors
+        )
+        n = objective.n_samples
+        self.scalings = [
+            self.scale / n * ((a @ QA) ** 2).T @ ((g @ QG) ** 2).sum(axis=0)
+            for (_, QA, _, QG), a, g in zip(self.eigendecompositions(), inputs, grads)
+        ]
+
+    def _eigen_scales(self):
+        return self.scalings
+
+    def _matvec(self, v):
+        out = [
+            QA @ ((QA.T @ V @ QG) * s) @ QG.T
+            for (_, QA, _, QG), s, V in zip(
+                self.eigendecompositions(), self.scalings, self._blocks(v)
+            )
+        ]
+        return self.objective.model.pack(out) + self.l2 * v
+
+    def _to_dense(self):
+        blocks = [
+            np.kron(QA, QG) @ np.diag(s.ravel()) @ np.kron(QA, QG).T
+            for (_, QA, _, QG), s in zip(self.eigendecompositions(), self.scalings)
+        ]
+        return block_diag(*blocks) + self.l2 * np.eye(self.n_params, dtype=self.dtype)

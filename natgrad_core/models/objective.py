@@ -1,0 +1,154 @@
+"""The training objective: a model bound to data, with the L2 convention and oracle counts.
+
+Objective (the one scaling convention of natgrad, stated once)
+----------------------------------------------------------------
+    L(θ) = (1/N) Σₙ nll(zₙ(θ), yₙ)  +  α ‖W‖² / (2 N_total)
+
+where the penalty covers weights only (intercepts are unpenalized) and ``N_total`` is the
+size of the full training set, also when ``L`` is evaluated on a mini-batch (so a batch
+loss is an unbiased estimate of the full loss). This is scikit-learn's ``MLPClassifier``
+convention; dividing ``LogisticRegression``'s objective ``C Σ loss + ‖w‖²/2`` by ``C·N``
+shows that ``alpha = 1 / C`` gives the same optimum. The penalty's Hessian is the
+diagonal matrix ``l2 · mask`` with ``l2 = α / N_total``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from .._typing import Array
+from .._validation import check_finite_array, check_nonnegative
+from .mlp import MLP
+
+__all__ = ["Objective", "OracleCounts"]
+
+
+@dataclass
+class OracleCounts:
+    """How much work an optimizer asked for, in the units benchmarks compare.
+
+    n_loss : loss-only evaluations (forward passes, e.g. in a line search).
+    n_grad : loss-and-gradient evaluations (forward + backward).
+    n_fvp : Fisher-vector products (one forward-mode + one backward pass each).
+    n_cg_iter : conjugate-gradient iterations.
+    n_factorizations : dense factorizations (Cholesky, eigendecompositions, K-FAC inverses).
+    """
+
+    n_loss: int = 0
+    n_grad: int = 0
+    n_fvp: int = 0
+    n_cg_iter: int = 0
+    n_factorizations: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Objective:
+    """A model bound to training data ``(X, y)`` with L2 strength ``alpha``.
+
+    Parameters
+    ----------
+    model : MLP
+    X : array of shape (n_samples, n_features)
+    y : array of shape (n_samples,) or (n_samples, n_targets)
+        Class labels 0..K-1 (softmax), {0, 1} (sigmoid), or real targets (Gaussian).
+    alpha : float, default 0
+        L2 strength, see the module docstring.
+    n_total : int, optional
+        Size of the full training set when ``X`` is a mini-batch (set by :meth:`batch`).
+    """
+
+    def __init__(self, model: MLP, X, y, alpha: float = 0.0, *, n_total=None, counts=None):
+        if not isinstance(model, MLP):
+            raise TypeError(f"model must be an MLP or LogisticModel, got {type(model).__name__}.")
+        self.model = model
+        self.X = model.check_X(X)
+        y = check_finite_array(y, "y")
+        if y.shape[0] != self.X.shape[0]:
+            raise ValueError(
+                f"Shape mismatch: X has {self.X.shape[0]} samples but y has {y.shape[0]}."
+            )
+        if self.X.shape[0] == 0:
+            raise ValueError("X and y must contain at least one sample, got 0.")
+        self.y = y
+        self.Y = model.head.encode(y, model.n_targets, dtype=model.dtype)
+        self.alpha = check_nonnegative(alpha, "alpha")
+        self.n_total = self.X.shape[0] if n_total is None else int(n_total)
+        self.counts = OracleCounts() if counts is None else counts
+        self._mask = model.weight_mask()
+        self._cached_theta = None
+        self._cached_forward = None
+
+    @classmethod
+    def _from_encoded(cls, parent: Objective, idx) -> Objective:
+        obj = cls.__new__(cls)
+        obj.model = parent.model
+        obj.X = parent.X[idx]
+        obj.y = parent.y[idx]
+        obj.Y = parent.Y[idx]
+        obj.alpha = parent.alpha
+        obj.n_total = parent.n_total
+        obj.counts = parent.counts
+        obj._mask = parent._mask
+        obj._cached_theta = None
+        obj._cached_forward = None
+        return obj
+
+    def batch(self, idx) -> Objective:
+        """The objective on rows ``idx``, sharing the counts and the full-data L2 scale."""
+        return self._from_encoded(self, idx)
+
+    @property
+    def n_samples(self) -> int:
+        return self.X.shape[0]
+
+    @property
+    def n_params(self) -> int:
+        return self.model.n_params
+
+    @property
+    def l2(self) -> float:
+        """Diagonal of the penalty Hessian on weights: ``alpha / n_total``."""
+        return self.alpha / self.n_total
+
+    @property
+    def weight_mask(self) -> Array:
+        return self._mask
+
+    def forward(self, theta: Array):
+        """Forward pass at ``theta``, memoized for the last ``theta`` seen."""
+        if self._cached_theta is None or not np.array_equal(self._cached_theta, theta):
+            self._cached_forward = self.model.forward(theta, self.X)
+            self._cached_theta = np.array(theta, copy=True)
+        return self._cached_forward
+
+    def _penalty(self, theta):
+        w = theta * self._mask
+        return 0.5 * self.l2 * float(w @ w), self.l2 * w
+
+    def loss(self, theta: Array, count: bool = True) -> float:
+        """L(θ); counted as one loss evaluation unless ``count=False``."""
+        if count:
+            self.counts.n_loss += 1
+        z = self.forward(theta).outputs
+        return float(np.mean(self.model.head.nll(z, self.Y))) + self._penalty(theta)[0]
+
+    def loss_and_grad(self, theta: Array, count: bool = True) -> tuple[float, Array]:
+        """(L(θ), ∇L(θ)); counted as one gradient evaluation unless ``count=False``."""
+        if count:
+            self.counts.n_grad += 1
+        cache = self.forward(theta)
+        head = self.model.head
+        U = head.grad(cache.outputs, self.Y) / self.n_samples
+        pen, pen_grad = self._penalty(theta)
+        loss = float(np.mean(head.nll(cache.outputs, self.Y))) + pen
+        return loss, self.model.vjp(theta, cache, U) + pen_grad
+
+    def per_example_grads(self, theta: Array) -> Array:
+        """∇ nll(zₙ, yₙ) for every sample, shape (n_samples, n_params); no penalty."""
+        cache = self.forward(theta)
+        U = self.model.head.grad(cache.outputs, self.Y)
+        return self.model.per_example_grads(cache, self.model.backward(theta, cache, U))
