@@ -217,8 +217,9 @@ class EKFAC(KFAC):
     """Eigenvalue-corrected K-FAC (George et al. 2018); ``solve`` is exact for its matrix
     ``blockdiag((Q_A ⊗ Q_G) diag(s) (Q_A ⊗ Q_G)ᵀ) + l2·I`` (damping mode "exact" only).
 
-    The eigenbasis comes from ``factors`` (e.g. moving averages, refreshed rarely) or from
-    the current batch; the scalings ``s`` always come from the current batch.
+    The eigenbasis comes from ``basis`` (the ``eigendecompositions()`` of an earlier
+    operator, to refresh it rarely), from ``factors`` (e.g. moving averages), or from the
+    current batch; the scalings ``s`` always come from the current batch.
     """
 
     def __init__(
@@ -230,6 +231,7 @@ class EKFAC(KFAC):
         random_state: Seed = None,
         reduction: str = "mean",
         factors: KFACFactors | None = None,
+        basis: list | None = None,
     ):
         inputs, grads = layer_statistics(
             objective, theta, parse_fisher_type(fisher_type), mc_samples, random_state

@@ -1,0 +1,266 @@
+"""``minimize``: run an optimizer on a model and data, return a :class:`Result`.
+
+The loop, in call order (each step says what it sets):
+
+1. ``setup``      validate inputs, build the :class:`Objective`, θ₀ (``model.init_params``
+                  unless given), the optimizer state; record iteration 0.
+2. ``batch``      the full data, or the next mini-batch of a seeded per-epoch permutation.
+3. ``step``       ``optimizer.step`` on the batch — the only code inside the clock.
+4. ``evaluate``   full-data loss and gradient at the new θ, *outside* the clock and not
+                  counted as oracle calls; the history row; the user's ``callback``.
+5. ``check``      diverged (non-finite θ or loss, or loss > ``divergence_factor`` ·
+                  (|L₀| + 1)), converged (‖∇L‖_∞ ≤ ``tol``), time_limit, max_iter.
+6. ``finalize``   the :class:`Result`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .._typing import Array, Seed
+from .._validation import check_finite_array, check_nonnegative, check_positive, check_positive_int
+from ..models.mlp import MLP
+from ..models.objective import Objective
+from .base import Optimizer, StepInfo
+
+__all__ = ["STATUSES", "Result", "minimize"]
+
+STATUSES = ("converged", "max_iter", "diverged", "time_limit", "stopped")
+
+
+@dataclass
+class Result:
+    """What a run produced (scipy's ``OptimizeResult``, plus history and oracle counts).
+
+    theta : final parameters, shape (n_params,)
+    status : one of "converged", "max_iter", "diverged", "time_limit", "stopped" (callback)
+    message : a sentence saying why the run ended
+    n_iter : optimizer steps taken
+    loss, grad_norm : full-data L(θ) and ‖∇L(θ)‖_∞ at ``theta``
+    time : seconds spent inside optimizer steps
+    counts : final oracle counts (see :class:`~natgrad_core.models.OracleCounts`)
+    history : one row per iteration (0 = start): iteration, time, loss, grad_norm,
+              step_size, damping, status, the oracle counts so far, and callback columns
+    """
+
+    theta: Array
+    status: str
+    message: str
+    n_iter: int
+    loss: float
+    grad_norm: float
+    time: float
+    counts: dict
+    history: pd.DataFrame = field(repr=False)
+
+    @property
+    def success(self) -> bool:
+        return self.status == "converged"
+
+
+class _Clock:
+    """Accumulates wall time only between ``start`` and ``stop``."""
+
+    def __init__(self):
+        self.total = 0.0
+        self._t0 = None
+
+    def start(self):
+        self._t0 = time.perf_counter()
+
+    def stop(self):
+        self.total += time.perf_counter() - self._t0
+        self._t0 = None
+
+
+class _Run:
+    """Holds the loop's bookkeeping so the two loops (stepwise, scipy) share it."""
+
+    def __init__(self, objective, max_iter, tol, time_limit, callback, divergence_factor):
+        self.objective = objective
+        self.max_iter, self.tol, self.time_limit = max_iter, tol, time_limit
+        self.callback = callback
+        self.divergence_factor = divergence_factor
+        self.clock = _Clock()
+        self.rows: list[dict] = []
+        self.status = None
+        self.message = ""
+        self.loss0 = None
+
+    def record(self, theta, iteration, info: StepInfo | None):
+        with np.errstate(all="ignore"):
+            loss, grad = self.objective.loss_and_grad(theta, count=False)
+        grad_norm = float(np.max(np.abs(grad))) if np.all(np.isfinite(grad)) else np.inf
+        row = {
+            "iteration": iteration,
+            "time": self.clock.total,
+            "loss": loss,
+            "grad_norm": grad_norm,
+            "step_size": np.nan if info is None else info.step_size,
+            "damping": np.nan if info is None else info.damping,
+            "status": "start" if info is None else info.status,
+            **self.objective.counts.as_dict(),
+        }
+        if info is not None:
+            row.update({k: v for k, v in info.extra.items() if np.isscalar(v)})
+        if self.loss0 is None:
+            self.loss0 = loss
+        if self.callback is not None:
+            try:
+                extra = self.callback(theta, row)
+            except StopIteration:
+                self.rows.append(row)
+                return self._end("stopped", "The callback asked to stop.")
+            if extra:
+                row.update(extra)
+        self.rows.append(row)
+        return self._check(theta, iteration, loss, grad_norm)
+
+    def _end(self, status, message):
+        self.status, self.message = status, message
+        return True
+
+    def _check(self, theta, iteration, loss, grad_norm):
+        if not (np.isfinite(loss) and np.all(np.isfinite(theta))):
+            return self._end("diverged", f"Non-finite loss or parameters at iteration {iteration}.")
+        if loss > self.divergence_factor * (abs(self.loss0) + 1.0):
+            return self._end(
+                "diverged",
+                f"Loss {loss:.6g} exceeded {self.divergence_factor:g}·(|L0| + 1) "
+                f"(L0 = {self.loss0:.6g}) at iteration {iteration}.",
+            )
+        if grad_norm <= self.tol:
+            return self._end("converged", f"Gradient max-norm {grad_norm:.3g} <= tol {self.tol:g}.")
+        if self.time_limit is not None and self.clock.total >= self.time_limit:
+            return self._end("time_limit", f"Time limit {self.time_limit:g} s reached.")
+        if iteration >= self.max_iter:
+            return self._end("max_iter", f"Reached max_iter = {self.max_iter}.")
+        return False
+
+
+def _batches(n_samples, batch_size, rng):
+    while True:
+        perm = rng.permutation(n_samples)
+        for start in range(0, n_samples - batch_size + 1, batch_size):
+            yield perm[start : start + batch_size]
+
+
+def minimize(
+    model: MLP,
+    X,
+    y,
+    optimizer: Optimizer,
+    *,
+    alpha: float = 0.0,
+    theta0=None,
+    max_iter: int = 100,
+    tol: float = 1e-6,
+    batch_size: int | None = None,
+    random_state: Seed = None,
+    time_limit: float | None = None,
+    callback=None,
+    divergence_factor: float = 1e6,
+) -> Result:
+    """Minimize ``mean nll + alpha ‖W‖² / (2 N)`` of ``model`` on ``(X, y)``.
+
+    Parameters
+    ----------
+    model : MLP or LogisticModel
+    X : array of shape (n_samples, n_features);  y : array of shape (n_samples,) or
+        (n_samples, n_targets)
+    optimizer : NaturalGradient, GradientDescent, Momentum, Adam or LBFGS
+    alpha : float, default 0 — L2 strength (``1 / C`` of scikit-learn's LogisticRegression).
+    theta0 : array of shape (n_params,), optional — start (default ``model.init_params``).
+    max_iter : int — optimizer steps (L-BFGS: iterations).
+    tol : float — stop when the full-data gradient's max-norm ‖∇L‖_∞ ≤ tol.
+    batch_size : int, optional — mini-batch size (default: full batch).
+    random_state : seed for θ₀ and for the mini-batch order.
+    time_limit : float, optional — seconds of optimizer time before stopping.
+    callback : callable(theta, row) -> dict or None, optional
+        Called after every iteration with the parameters and the history row; a returned
+        dict adds columns to that row; raising ``StopIteration`` ends the run ("stopped").
+    divergence_factor : float — loss blow-up threshold (see module doc).
+    """
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError(f"optimizer must be a natgrad Optimizer, got {type(optimizer).__name__}.")
+    objective = Objective(model, X, y, alpha)
+    max_iter = check_positive_int(max_iter, "max_iter")
+    tol = check_nonnegative(tol, "tol")
+    divergence_factor = check_positive(divergence_factor, "divergence_factor")
+    if time_limit is not None:
+        time_limit = check_positive(time_limit, "time_limit")
+    if batch_size is not None:
+        batch_size = check_positive_int(batch_size, "batch_size")
+        if batch_size > objective.n_samples:
+            raise ValueError(
+                f"batch_size must be <= n_samples = {objective.n_samples}, got {batch_size}."
+            )
+        if optimizer.full_batch_only:
+            raise ValueError(f"{optimizer.name} is full-batch only; got batch_size={batch_size}.")
+    rng = np.random.default_rng(random_state)
+    if theta0 is None:
+        theta = model.init_params(rng)
+    else:
+        theta = check_finite_array(theta0, "theta0", ndim=1).astype(model.dtype, copy=True)
+        model.unpack(theta)
+
+    run = _Run(objective, max_iter, tol, time_limit, callback, divergence_factor)
+    if not run.record(theta, 0, None):
+        if hasattr(optimizer, "run"):
+            theta = _run_scipy(run, optimizer, objective, theta)
+        else:
+            theta = _run_steps(run, optimizer, objective, theta, batch_size, rng)
+    last = run.rows[-1]
+    return Result(
+        theta=theta,
+        status=run.status,
+        message=run.message,
+        n_iter=int(last["iteration"]),
+        loss=float(last["loss"]),
+        grad_norm=float(last["grad_norm"]),
+        time=run.clock.total,
+        counts=objective.counts.as_dict(),
+        history=pd.DataFrame(run.rows),
+    )
+
+
+def _run_steps(run, optimizer, objective, theta, batch_size, rng):
+    batches = None if batch_size is None else _batches(objective.n_samples, batch_size, rng)
+    state = optimizer.init(objective, theta)
+    for iteration in range(1, run.max_iter + 1):
+        batch = objective if batches is None else objective.batch(next(batches))
+        run.clock.start()
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            theta, state, info = optimizer.step(batch, theta, state)
+        run.clock.stop()
+        if run.record(theta, iteration, info):
+            break
+    return theta
+
+
+def _run_scipy(run, optimizer, objective, theta):
+    iteration = 0
+    best = {"theta": theta}
+
+    def on_iteration(th):
+        nonlocal iteration
+        run.clock.stop()
+        iteration += 1
+        best["theta"] = np.array(th, copy=True)
+        done = run.record(best["theta"], iteration, StepInfo(np.nan, np.nan, 0.0, "ok", {}))
+        if done:
+            raise StopIteration
+        run.clock.start()
+
+    run.clock.start()
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        res = optimizer.run(objective, theta, run.max_iter, run.tol, on_iteration)
+    if run.status is None:
+        # scipy ended on its own (e.g. no further progress possible in the line search)
+        run.clock.stop()
+        run._end("stopped", f"L-BFGS-B stopped: {res.message}")
+    return best["theta"]

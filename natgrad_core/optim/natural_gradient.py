@@ -1,0 +1,244 @@
+"""Natural-gradient descent, θ ← θ + δ with δ from a step rule along d = −(C + λI)⁻¹ ∇L.
+
+C is the Fisher of the model's predictive distribution plus the L2 term (Amari 1998): the
+steepest-descent direction when distance is measured by KL divergence. Preconditioners:
+
+exact   dense Fisher, Cholesky in parameter space or Woodbury in sample space (by cost);
+diag    diag(F);
+kfac    K-FAC with bias-corrected exponential moving averages of the factors, inverses
+        refreshed every ``inv_period`` steps (Martens & Grosse 2015 §5);
+ekfac   eigenvalue-corrected K-FAC (George et al. 2018), basis refreshed every ``inv_period``;
+cg      conjugate gradient on exact Fisher-vector products (Martens 2010, "Hessian-free"),
+        optionally preconditioned by diag or K-FAC and warm-started from the last solution.
+
+One step, in call order:
+1. ``loss_and_grad`` on the batch                         (sets L, ∇L; one gradient count)
+2. ``damping = step_rule.damping(state)``                 (λ, adapted by "lm"/"quadratic")
+3. ``curvature`` built or refreshed at θ                  (counts factorizations / FVPs)
+4. ``d = −curvature.solve(∇L, λ)``                        (CG: warm start, iteration counts)
+5. ``delta = step_rule(ctx)``                             (line search / trust region / ρ)
+6. ``θ + delta`` returned with the new state and a :class:`StepInfo`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from .._typing import Array, Seed
+from .._validation import check_choice, check_nonnegative, check_positive, check_positive_int
+from ..curvature import (
+    EKFAC,
+    KFAC,
+    DenseFisher,
+    DiagonalFisher,
+    ImplicitFisher,
+    KFACFactors,
+    kfac_factors,
+    parse_fisher_type,
+)
+from ..curvature.kfac import KFACDamping
+from .base import Optimizer, StepInfo
+from .steps import StepContext, get_step_rule
+
+__all__ = ["PRECONDITIONERS", "NaturalGradient", "NGState"]
+
+PRECONDITIONERS = ("exact", "diag", "kfac", "ekfac", "cg")
+
+
+class NGState(NamedTuple):
+    """count : steps taken; rule : the step rule's state; factors : K-FAC moving averages
+    (un-bias-corrected); operator : the cached K-FAC/EKFAC operator; cg_x : last CG solution;
+    seed : the base seed for Monte-Carlo labels."""
+
+    count: int
+    rule: object
+    factors: KFACFactors | None
+    operator: object
+    cg_x: Array | None
+    seed: int
+
+
+def _exact_products(objective, theta):
+    """(C v, F v) closures on the batch with exact Fisher-vector products (counted)."""
+    op = ImplicitFisher(objective, theta, "exact")
+    l2 = op._penalty_diag()
+    return op._matvec, lambda v: op._matvec(v) - l2 * v
+
+
+class NaturalGradient(Optimizer):
+    """Natural-gradient descent with a choice of Fisher representation and step rule.
+
+    Parameters
+    ----------
+    curvature : {"exact", "diag", "kfac", "ekfac", "cg"}, default "exact"
+    fisher : {"exact", "mc", "empirical"}, default "exact"
+        Which Fisher (see :class:`~natgrad_core.curvature.FisherType`).
+    damping : float, default 1e-4
+        Tikhonov damping λ (initial value when the step rule adapts it).
+    step : str or StepRule, default "fixed"
+        "fixed", "kl", "armijo", "lm" or "quadratic" (see :mod:`natgrad_core.optim.steps`).
+    learning_rate : float, default 1.0
+        Step size for ``step="fixed"``, initial trial step for "armijo".
+    mc_samples : int, default 1
+    kfac_damping : {"exact", "tikhonov", "per_factor"}, default "exact"
+    ema_decay : float in [0, 1), default 0.0
+        Decay of the K-FAC factor moving averages (0: use the current batch only).
+    inv_period : int, default 1
+        Recompute K-FAC inverses (EKFAC eigenbases) every this many steps.
+    cg_maxiter : int, default 100;  cg_rtol : float, default 1e-10
+    cg_preconditioner : {None, "diag", "kfac"}, default None
+    cg_warm_start : bool, default True
+    dense_method : {"auto", "parameter", "sample"}, default "auto"
+    random_state : int or None
+        Seed for Monte-Carlo labels (step k uses the stream (random_state, k)).
+    """
+
+    def __init__(
+        self,
+        curvature: str = "exact",
+        fisher: str = "exact",
+        damping: float = 1e-4,
+        step="fixed",
+        learning_rate: float = 1.0,
+        mc_samples: int = 1,
+        kfac_damping: str = "exact",
+        ema_decay: float = 0.0,
+        inv_period: int = 1,
+        cg_maxiter: int = 100,
+        cg_rtol: float = 1e-10,
+        cg_preconditioner: str | None = None,
+        cg_warm_start: bool = True,
+        dense_method: str = "auto",
+        random_state: Seed = None,
+    ):
+        self.curvature = check_choice(curvature, "curvature", PRECONDITIONERS)
+        self.fisher = parse_fisher_type(fisher)
+        self.damping = check_nonnegative(damping, "damping")
+        self.learning_rate = check_positive(learning_rate, "learning_rate")
+        self.step_rule = get_step_rule(step, self.learning_rate)
+        self.mc_samples = check_positive_int(mc_samples, "mc_samples")
+        self.kfac_damping = check_choice(kfac_damping, "kfac_damping", KFACDamping)
+        self.ema_decay = check_nonnegative(ema_decay, "ema_decay")
+        if self.ema_decay >= 1:
+            raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}.")
+        self.inv_period = check_positive_int(inv_period, "inv_period")
+        self.cg_maxiter = check_positive_int(cg_maxiter, "cg_maxiter")
+        self.cg_rtol = check_nonnegative(cg_rtol, "cg_rtol")
+        self.cg_preconditioner = check_choice(
+            cg_preconditioner, "cg_preconditioner", (None, "diag", "kfac")
+        )
+        self.cg_warm_start = bool(cg_warm_start)
+        self.dense_method = check_choice(
+            dense_method, "dense_method", ("auto", "parameter", "sample")
+        )
+        self.random_state = random_state
+        self.name = f"ngd-{self.curvature}"
+
+    def init(self, objective, theta) -> NGState:
+        seed = int(np.random.default_rng(self.random_state).integers(2**63 - 1))
+        return NGState(0, self.step_rule.init(self.damping), None, None, None, seed)
+
+    # ------------------------------------------------------------------ curvature
+    def _kfac_operator(self, objective, theta, state, rng_seed):
+        factors = kfac_factors(objective, theta, self.fisher, self.mc_samples, rng_seed)
+        count = state.count + 1
+        beta = self.ema_decay
+        if state.factors is None or beta == 0.0:
+            ema = KFACFactors(
+                [(1 - beta) * A for A in factors.A], [(1 - beta) * G for G in factors.G]
+            )
+        else:
+            ema = KFACFactors(
+                [beta * Ea + (1 - beta) * A for Ea, A in zip(state.factors.A, factors.A)],
+                [beta * Eg + (1 - beta) * G for Eg, G in zip(state.factors.G, factors.G)],
+            )
+        correction = 1.0 - beta**count
+        corrected = KFACFactors([A / correction for A in ema.A], [G / correction for G in ema.G])
+        refresh = state.operator is None or (count - 1) % self.inv_period == 0
+        if not refresh:
+            op = state.operator
+            if self.curvature == "ekfac":
+                op = EKFAC(
+                    objective,
+                    theta,
+                    self.fisher,
+                    self.mc_samples,
+                    rng_seed,
+                    factors=op.factors,
+                    basis=op.eigendecompositions(),
+                )
+            return op, ema
+        if self.curvature == "ekfac":
+            op = EKFAC(objective, theta, self.fisher, self.mc_samples, rng_seed, factors=corrected)
+        else:
+            op = KFAC(objective, damping_mode=self.kfac_damping.value, factors=corrected)
+        return op, ema
+
+    def _precondition(self, objective, theta, grad, damping, state):
+        rng_seed = np.random.SeedSequence([state.seed, state.count])
+        factors, operator, cg_x = state.factors, state.operator, state.cg_x
+        if self.curvature == "exact":
+            op = DenseFisher(
+                objective, theta, self.fisher, self.mc_samples, rng_seed, method=self.dense_method
+            )
+            x = op.solve(grad, damping)
+        elif self.curvature == "diag":
+            op = DiagonalFisher(objective, theta, self.fisher, self.mc_samples, rng_seed)
+            x = op.solve(grad, damping)
+        elif self.curvature in ("kfac", "ekfac"):
+            op, factors = self._kfac_operator(objective, theta, state, rng_seed)
+            operator = op
+            x = op.solve(grad, damping)
+        else:
+            pre = None
+            if self.cg_preconditioner == "diag":
+                pre = DiagonalFisher(objective, theta, self.fisher, self.mc_samples, rng_seed)
+            elif self.cg_preconditioner == "kfac":
+                pre = KFAC(
+                    objective,
+                    theta,
+                    self.fisher,
+                    self.mc_samples,
+                    rng_seed,
+                    damping_mode=self.kfac_damping.value,
+                )
+            op = ImplicitFisher(
+                objective,
+                theta,
+                self.fisher,
+                self.mc_samples,
+                rng_seed,
+                cg_rtol=self.cg_rtol,
+                cg_maxiter=self.cg_maxiter,
+                preconditioner=pre,
+            )
+            x0 = cg_x if (self.cg_warm_start and cg_x is not None) else None
+            x = op.solve(grad, damping, x0=x0)
+            cg_x = x
+        return -x, op.status, factors, operator, cg_x
+
+    # ------------------------------------------------------------------ step
+    def step(self, objective, theta, state: NGState):
+        loss, grad = objective.loss_and_grad(theta)
+        damping = self.step_rule.damping(state.rule, self.damping)
+        direction, status, factors, operator, cg_x = self._precondition(
+            objective, theta, grad, damping, state
+        )
+        if not np.all(np.isfinite(direction)):
+            info = StepInfo(loss, 0.0, damping, "nonfinite_direction", {})
+            return theta, state._replace(count=state.count + 1), info
+        if self.step_rule.needs_curvature:
+            fvp, fisher_vp = _exact_products(objective, theta)
+        else:
+            fvp = fisher_vp = None
+        ctx = StepContext(objective, theta, loss, grad, direction, damping, fvp, fisher_vp)
+        delta, rule_state, extra = self.step_rule(ctx, state.rule)
+        if status == "ok":
+            status = extra.pop("step_status", "ok")
+        else:
+            extra.pop("step_status", None)
+        new_state = NGState(state.count + 1, rule_state, factors, operator, cg_x, state.seed)
+        info = StepInfo(loss, float(extra.pop("step_size", 1.0)), damping, status, extra)
+        return theta + delta, new_state, info

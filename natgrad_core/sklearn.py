@@ -1,0 +1,216 @@
+"""``NaturalGradientClassifier``: logistic regression and MLPs trained by natural gradient,
+with the scikit-learn estimator API."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .models.mlp import MLP, LogisticModel
+from .optim.driver import minimize
+from .optim.natural_gradient import PRECONDITIONERS
+from .optim.registry import SOLVERS, make_optimizer
+
+__all__ = ["NaturalGradientClassifier"]
+
+_DEFAULT_LEARNING_RATE = {"gd": 0.1, "momentum": 0.1, "adam": 1e-3}
+
+
+class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
+    """Classifier trained by natural gradient (or a baseline optimizer).
+
+    Minimizes ``mean log-loss + alpha · ‖W‖² / (2 · n_samples)`` (intercepts unpenalized),
+    scikit-learn's ``MLPClassifier`` convention: with ``hidden_layer_sizes=()`` this is
+    ``LogisticRegression(C=1/alpha)``'s objective. Binary problems use one sigmoid output,
+    multiclass problems a softmax.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default ()
+        Empty: (multinomial) logistic regression.
+    activation : {"tanh", "relu", "logistic", "identity"}, default "tanh"
+    solver : {"exact", "diag", "kfac", "ekfac", "cg", "gd", "momentum", "adam", "lbfgs"}
+        The first five are natural gradient with that Fisher representation.
+    fisher : {"exact", "mc", "empirical"}, default "exact"
+    alpha : float, default 1e-4
+    damping : float, default 1e-4
+    step : {"fixed", "kl", "armijo", "lm", "quadratic"} or StepRule, default "fixed"
+    learning_rate : float or None, default None
+        None: 1.0 for natural gradient, 0.1 for gd and momentum, 1e-3 for adam.
+    max_iter : int, default 200
+    tol : float, default 1e-5
+        Stop when the gradient's max-norm falls below ``tol``.
+    batch_size : int or None, default None
+        Mini-batch size (None: full batch); clipped to n_samples.
+    fit_intercept : bool, default True
+    random_state : int, RandomState-free seed or None
+        Seeds the initialization, mini-batch order and Monte-Carlo labels.
+
+    Attributes
+    ----------
+    classes_, n_features_in_, n_iter_, loss_curve_ (training loss after each iteration),
+    coef_ and intercept_ (logistic regression; shape (1, n_features) for two classes,
+    (n_classes, n_features) otherwise), coefs_ and intercepts_ (MLPs), result_ (the full
+    :class:`~natgrad_core.optim.driver.Result`), status_.
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes=(),
+        activation="tanh",
+        solver="exact",
+        fisher="exact",
+        alpha=1e-4,
+        damping=1e-4,
+        step="fixed",
+        learning_rate=None,
+        max_iter=200,
+        tol=1e-5,
+        batch_size=None,
+        fit_intercept=True,
+        random_state=None,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.fisher = fisher
+        self.alpha = alpha
+        self.damping = damping
+        self.step = step
+        self.learning_rate = learning_rate
+        self.max_iter = max_iter
+        self.tol = tol
+        self.batch_size = batch_size
+        self.fit_intercept = fit_intercept
+        self.random_state = random_state
+
+    def _make_optimizer(self, seed):
+        if self.solver not in SOLVERS:
+            raise ValueError(f"Unknown solver {self.solver!r}; expected one of {list(SOLVERS)}.")
+        lr = self.learning_rate
+        if lr is None:
+            lr = _DEFAULT_LEARNING_RATE.get(self.solver, 1.0)
+        if self.solver in PRECONDITIONERS:
+            return make_optimizer(
+                self.solver,
+                fisher=self.fisher,
+                damping=self.damping,
+                step=self.step,
+                learning_rate=lr,
+                random_state=seed,
+            )
+        if self.solver == "gd":
+            return make_optimizer("gd", learning_rate=lr, step=self.step)
+        if self.solver == "lbfgs":
+            return make_optimizer("lbfgs")
+        return make_optimizer(self.solver, learning_rate=lr)
+
+    def _make_model(self, n_features, n_classes):
+        if isinstance(self.hidden_layer_sizes, (int, np.integer)):
+            hidden = (int(self.hidden_layer_sizes),)
+        else:
+            hidden = tuple(self.hidden_layer_sizes)
+        if not hidden:
+            return LogisticModel(n_features, n_classes, fit_intercept=self.fit_intercept)
+        head = "sigmoid" if n_classes == 2 else "softmax"
+        return MLP(n_features, n_classes, hidden, self.activation, head, self.fit_intercept)
+
+    def fit(self, X, y):
+        """Fit to X of shape (n_samples, n_features) and labels y of shape (n_samples,)."""
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        self.classes_, y_encoded = np.unique(y, return_inverse=True)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"This solver needs samples of at least 2 classes in the data, but the data "
+                f"contains only one class: {self.classes_[0]!r}."
+            )
+        rng = np.random.default_rng(self.random_state)
+        seeds = rng.integers(2**31 - 1, size=2)
+        model = self._make_model(X.shape[1], len(self.classes_))
+        optimizer = self._make_optimizer(int(seeds[0]))
+        batch_size = None if self.batch_size is None else min(int(self.batch_size), X.shape[0])
+        last_finite = {}
+
+        def keep_finite(theta, row):
+            if np.isfinite(row["loss"]) and np.all(np.isfinite(theta)):
+                last_finite["theta"] = theta.copy()
+
+        result = minimize(
+            model,
+            X,
+            y_encoded,
+            optimizer,
+            alpha=self.alpha,
+            max_iter=self.max_iter,
+            tol=self.tol,
+            batch_size=batch_size,
+            random_state=int(seeds[1]),
+            callback=keep_finite,
+        )
+        theta = result.theta
+        if result.status == "diverged":
+            theta = last_finite["theta"]
+            warnings.warn(
+                f"{self.solver} diverged ({result.message}); keeping the last finite "
+                "parameters. Lower the learning rate or raise the damping.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        elif result.status == "max_iter":
+            warnings.warn(
+                f"{self.solver} reached max_iter={self.max_iter} before the gradient norm "
+                f"fell below tol={self.tol} (it is {result.grad_norm:.3g}).",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self.model_ = model
+        self.theta_ = theta
+        self.result_ = result
+        self.status_ = result.status
+        self.n_iter_ = result.n_iter
+        self.loss_curve_ = result.history["loss"].iloc[1:].tolist()
+        blocks = model.unpack(theta)
+        if model.fit_intercept:
+            weights = [b[:-1] for b in blocks]
+            intercepts = [b[-1] for b in blocks]
+        else:
+            weights = list(blocks)
+            intercepts = [np.zeros(b.shape[1]) for b in blocks]
+        if isinstance(model, LogisticModel):
+            self.coef_ = weights[0].T.copy()
+            self.intercept_ = intercepts[0].copy()
+        else:
+            self.coefs_ = [w.copy() for w in weights]
+            self.intercepts_ = [b.copy() for b in intercepts]
+        return self
+
+    def _outputs(self, X):
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return self.model_.predict_outputs(self.theta_, X)
+
+    def decision_function(self, X):
+        """Logits: shape (n_samples,) for two classes, (n_samples, n_classes) otherwise."""
+        z = self._outputs(X)
+        return z.ravel() if z.shape[1] == 1 else z
+
+    def predict_proba(self, X):
+        """Class probabilities of shape (n_samples, n_classes), columns ordered as classes_."""
+        p = self.model_.head.predict(self._outputs(X))
+        if p.shape[1] == 1:
+            p = np.hstack([1.0 - p, p])
+        return p
+
+    def predict_log_proba(self, X):
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def predict(self, X):
+        """Most probable class for each row of X."""
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
