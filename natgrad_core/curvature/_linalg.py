@@ -8,8 +8,9 @@ from scipy.linalg import blas, cho_factor, cho_solve, eigh, lapack
 from .._typing import Array
 from .._validation import warn_singular
 
-# Reciprocal condition numbers below this (times the size) are treated as singular.
-_RCOND_FLOOR = 1e3 * np.finfo(np.float64).eps
+# Reciprocal condition numbers below this many machine epsilons (times the size) are
+# treated as singular.
+_RCOND_FLOOR_EPS = 10.0
 _JITTERS = (1e-10, 1e-8, 1e-6)
 
 
@@ -28,7 +29,7 @@ class SymmetricSolver:
     """Factor a symmetric PSD matrix once; solve many right-hand sides.
 
     Cholesky first (``cho_factor``); if it fails or LAPACK's ``pocon`` reports a reciprocal
-    condition number below ``n · 1e3 · eps``, a :class:`SingularCurvatureWarning` is issued
+    condition number below ``10 · n · eps``, a :class:`SingularCurvatureWarning` is issued
     and the matrix is regularized with a jitter ``δ · mean(diag)`` for δ in 1e-10, 1e-8, 1e-6;
     if that also fails, a pseudo-inverse from ``eigh`` is used. ``status`` records which.
     """
@@ -43,7 +44,7 @@ class SymmetricSolver:
         scale = max(float(np.mean(np.diag(A))), np.finfo(A.dtype).tiny)
         for jitter in _JITTERS:
             jittered = A + jitter * scale * np.eye(A.shape[0], dtype=A.dtype)
-            self._chol = self._try_cholesky(jittered, floor=np.finfo(np.float64).eps)
+            self._chol = self._try_cholesky(jittered, floor_eps=1.0)
             if self._chol is not None:
                 self.status = "jitter"
                 warn_singular(
@@ -59,7 +60,7 @@ class SymmetricSolver:
         warn_singular(f"{what} matrix is singular; used a pseudo-inverse, status 'pinv'.")
 
     @staticmethod
-    def _try_cholesky(A, floor=_RCOND_FLOOR):
+    def _try_cholesky(A, floor_eps=_RCOND_FLOOR_EPS):
         try:
             c, lower = cho_factor(A, lower=False, check_finite=False)
         except np.linalg.LinAlgError:
@@ -68,7 +69,7 @@ class SymmetricSolver:
             return None
         pocon = lapack.get_lapack_funcs("pocon", (c,))
         rcond, info = pocon(c, np.abs(A).sum(axis=0).max(), uplo="U")
-        if info != 0 or rcond < floor * A.shape[0]:
+        if info != 0 or rcond < floor_eps * np.finfo(A.dtype).eps * A.shape[0]:
             return None
         return c, lower
 

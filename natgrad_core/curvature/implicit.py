@@ -79,7 +79,7 @@ class ImplicitFisher(CurvatureOperator):
     objective, theta, fisher_type, mc_samples, random_state, reduction
         As for :class:`~natgrad_core.curvature.dense.DenseFisher`.
     cg_rtol : float, default 1e-10
-        Relative residual at which CG stops.
+        Relative residual at which CG stops (raised to 100·eps of the dtype if smaller).
     cg_maxiter : int, optional
         Iteration cap (default: n_params).
     preconditioner : CurvatureOperator, optional
@@ -110,7 +110,8 @@ class ImplicitFisher(CurvatureOperator):
             self._U = output_factors(
                 objective, self.theta, self.fisher_type, mc_samples, random_state
             )
-        self.cg_rtol = check_nonnegative(cg_rtol, "cg_rtol")
+        # a residual below ~100 eps is out of reach in this precision (float32: ~1e-5)
+        self.cg_rtol = max(check_nonnegative(cg_rtol, "cg_rtol"), 100 * np.finfo(self.dtype).eps)
         self.cg_maxiter = (
             None if cg_maxiter is None else check_positive_int(cg_maxiter, "cg_maxiter")
         )
