@@ -81,7 +81,8 @@ class ImplicitFisher(CurvatureOperator):
     cg_rtol : float, default 1e-10
         Relative residual at which CG stops (raised to 100·eps of the dtype if smaller).
     cg_maxiter : int, optional
-        Iteration cap (default: n_params).
+        Iteration cap (default: 10 · n_params; in floating point CG often needs more than
+        the n_params steps of exact arithmetic).
     preconditioner : CurvatureOperator, optional
         Its ``solve(r, damping)`` is used as M⁻¹ (e.g. DiagonalFisher or KFAC).
 
@@ -134,14 +135,17 @@ class ImplicitFisher(CurvatureOperator):
 
     def _solve(self, v, damping, x0=None):
         if v.ndim == 2:
-            return np.column_stack([self._solve(col, damping) for col in v.T])
+            starts = [None] * v.shape[1] if x0 is None else list(x0.T)
+            return np.column_stack(
+                [self._solve(col, damping, start) for col, start in zip(v.T, starts)]
+            )
         pre = self.preconditioner
         result = conjugate_gradient(
             lambda w: self._matvec(w) + damping * w,
             v,
             x0=x0,
             rtol=self.cg_rtol,
-            maxiter=self.cg_maxiter,
+            maxiter=self.cg_maxiter or 10 * self.n_params,
             precond=None if pre is None else (lambda r: pre.solve(r, damping)),
         )
         self.objective.counts.n_cg_iter += result.n_iter
@@ -155,5 +159,7 @@ class ImplicitFisher(CurvatureOperator):
         v = self._check_vector(v)
         if x0 is not None:
             x0 = self._check_vector(x0, "x0")
+            if x0.shape != v.shape:
+                raise ValueError(f"Shape mismatch: x0 has shape {x0.shape}, v has {v.shape}.")
         self.status = "ok"
         return self._solve(v, damping, x0)

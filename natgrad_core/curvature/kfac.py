@@ -104,10 +104,13 @@ class KFAC(CurvatureOperator):
             factors = kfac_factors(objective, theta, fisher_type, mc_samples, random_state)
         model = objective.model
         expected = [((lay.rows, lay.rows), (lay.fan_out, lay.fan_out)) for lay in model.layers]
-        got = [(np.shape(A), np.shape(G)) for A, G in zip(factors.A, factors.G)]
+        got = [np.shape(A) for A in factors.A], [np.shape(G) for G in factors.G]
+        got = list(zip(*got)) if len(got[0]) == len(got[1]) else got
         if got != expected:
             raise ValueError(f"Shape mismatch: expected K-FAC factor shapes {expected}, got {got}.")
-        self.factors = KFACFactors([self.scale * A for A in factors.A], list(factors.G))
+        # √N on each factor keeps every damping mode's matrix equal to N × the mean one
+        root = np.sqrt(self.scale)
+        self.factors = KFACFactors([root * A for A in factors.A], [root * G for G in factors.G])
         self.l2 = self.scale * objective.l2
         self._eig = None
         self._factor_solvers: dict = {}

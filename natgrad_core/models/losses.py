@@ -102,10 +102,10 @@ class Categorical(OutputDistribution):
         return logsumexp(z, axis=1) - np.einsum("nk,nk->n", Y, z)
 
     def grad(self, z, Y):
-        return softmax(z, axis=1) - Y
+        return softmax(z, axis=-1) - Y
 
     def predict(self, z):
-        return softmax(z, axis=1)
+        return softmax(z, axis=-1)
 
     def lam(self, z):
         p = softmax(z, axis=1)
