@@ -1,0 +1,278 @@
+"""Run the grid: one run = (problem, solver configuration, seed).
+
+A convergence curve comes from *one* run, recorded by the driver's callback after every
+iteration — never by restarting the solver with larger budgets (as benchopt does). The
+driver's clock runs only inside optimizer steps; everything the callback evaluates
+(suboptimality, test metric, fidelity) is outside it. Before the timed run, one untimed
+warm-up step primes caches and BLAS. BLAS threads are pinned with threadpoolctl for the
+whole run and recorded, as is the number of runs sharing the machine.
+
+Runs stop on max_iter, the target suboptimality, the gradient tolerance, a per-run time
+limit, or divergence. Any exception is caught and recorded as status "error" with its
+message, so one bad configuration never loses the grid.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from .._validation import SingularCurvatureWarning
+from ..curvature import DenseFisher
+from ..models.objective import Objective
+from ..optim import PRECONDITIONERS, SOLVERS, make_optimizer, minimize
+from .problems import Problem, ProblemData
+from .provenance import code_version, config_hash
+from .reference import Reference, reference_solution
+from .store import SCHEMA, SCHEMA_VERSION
+
+__all__ = ["RunSpec", "SolverConfig", "execute"]
+
+# Dense algebra needing more than this many bytes is skipped as infeasible, not attempted.
+DENSE_MEMORY_LIMIT = 2 * 1024**3
+# Fidelity needs one dense natural-gradient solve per iteration: only for small problems.
+FIDELITY_MAX_PARAMS = 400
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """A labelled solver with its hyperparameters (keyword arguments of make_optimizer)."""
+
+    label: str
+    solver: str
+    params: tuple = ()
+
+    def __post_init__(self):
+        if self.solver not in SOLVERS:
+            raise ValueError(
+                f"solver {self.label!r}: unknown solver {self.solver!r}; expected one of "
+                f"{list(SOLVERS)}."
+            )
+        try:
+            make_optimizer(self.solver, **self.kwargs)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"solver {self.label!r}: {exc}") from None
+
+    @classmethod
+    def make(cls, label: str, solver: str, **params) -> SolverConfig:
+        return cls(label, solver, tuple(sorted(params.items())))
+
+    @property
+    def kwargs(self) -> dict:
+        return dict(self.params)
+
+    def to_dict(self) -> dict:
+        return {"label": self.label, "solver": self.solver, "params": self.kwargs}
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything that determines one run (and therefore its key)."""
+
+    problem: Problem
+    solver: SolverConfig
+    seed: int
+    max_iter: int = 100
+    time_limit: float = 60.0
+    target_suboptimality: float = 1e-10
+    tol: float = 1e-10
+    batch_size: int | None = None
+    fidelity: bool = True
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def config(self) -> dict:
+        return {
+            "problem": self.problem.to_dict(),
+            "solver": self.solver.to_dict(),
+            "seed": self.seed,
+            "max_iter": self.max_iter,
+            "time_limit": self.time_limit,
+            "target_suboptimality": self.target_suboptimality,
+            "tol": self.tol,
+            "batch_size": self.batch_size,
+            "fidelity": self.fidelity,
+        }
+
+    def key(self) -> str:
+        """Hash of the configuration and the code version; independent of grid order."""
+        return config_hash({"config": self.config(), "code": code_version()})
+
+
+def _infeasible(spec: RunSpec, data: ProblemData) -> str | None:
+    if spec.solver.solver != "exact":
+        return None
+    n_rows = data.model.n_outputs * (spec.batch_size or data.X_train.shape[0])
+    size = min(data.model.n_params, n_rows)
+    if 8 * size * size > DENSE_MEMORY_LIMIT:
+        return (
+            f"exact Fisher needs a {size}x{size} float64 matrix "
+            f"({8 * size * size / 1024**3:.1f} GiB > {DENSE_MEMORY_LIMIT / 1024**3:.0f} GiB)"
+        )
+    return None
+
+
+def _gradient_time(objective, theta, repeats: int = 5) -> float:
+    """Median wall time of one uncounted full gradient evaluation (the cost unit)."""
+    times = []
+    for _ in range(repeats):
+        objective._cached_theta = None  # force a fresh forward pass each time
+        t0 = time.perf_counter()
+        objective.loss_and_grad(theta, count=False)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _test_metric(data: ProblemData, theta) -> float:
+    z = data.model.predict_outputs(theta, data.X_test)
+    if data.problem.model == "autoencoder":
+        return float(np.mean((z - data.y_test) ** 2))
+    if z.shape[1] == 1:
+        pred = (z[:, 0] > 0).astype(int)
+    else:
+        pred = np.argmax(z, axis=1)
+    return float(np.mean(pred == data.y_test))
+
+
+class _Recorder:
+    """The driver callback: adds columns, stops at the target (outside the clock)."""
+
+    def __init__(self, spec: RunSpec, data: ProblemData, ref: Reference, objective):
+        self.spec, self.data, self.ref, self.objective = spec, data, ref, objective
+        self.previous = None
+        self.reached_target = False
+        small = data.model.n_params <= FIDELITY_MAX_PARAMS
+        self.fidelity = spec.fidelity and small
+
+    def _fidelity(self, theta) -> float:
+        prev, self.previous = self.previous, theta.copy()
+        if not self.fidelity or prev is None:
+            return np.nan
+        step = theta - prev
+        if not np.any(step):
+            return np.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SingularCurvatureWarning)
+            _, grad = self.objective.loss_and_grad(prev, count=False)
+            op = DenseFisher(self.objective, prev, "exact", method="parameter")
+            direction = -op.solve(grad, 1e-10)
+        denom = np.linalg.norm(step) * np.linalg.norm(direction)
+        return float(step @ direction / denom) if denom > 0 else np.nan
+
+    def __call__(self, theta, row):
+        out = {"test_metric": _test_metric(self.data, theta), "fidelity": self._fidelity(theta)}
+        if self.ref.kind == "exact":
+            sub = row["loss"] - self.ref.loss
+            out["suboptimality"] = sub
+            out["rel_suboptimality"] = sub / abs(self.ref.loss) if self.ref.loss else np.nan
+            out["dist_to_opt"] = float(np.linalg.norm(theta - self.ref.theta))
+            if sub <= self.spec.target_suboptimality:
+                self.reached_target = True
+                row.update(out)
+                raise StopIteration
+        return out
+
+
+def _frame(spec, data, rows, status, message, n_concurrent, blas_threads, grad_time=np.nan):
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        frame = pd.DataFrame({"iteration": [0]})
+    frame = frame.rename(columns={"status": "step_status"})
+    constants = {
+        "schema_version": SCHEMA_VERSION,
+        "run_key": spec.key(),
+        "code_version": code_version(),
+        "problem": spec.problem.name,
+        "convex": spec.problem.convex,
+        "n_params": data.model.n_params if data is not None else 0,
+        "n_train": data.X_train.shape[0] if data is not None else 0,
+        "solver": spec.solver.label,
+        "solver_name": spec.solver.solver,
+        "params": json.dumps(spec.solver.kwargs, sort_keys=True),
+        "seed": spec.seed,
+        "batch_size": spec.batch_size or 0,
+        "status": status,
+        "message": message,
+        "n_concurrent": n_concurrent,
+        "blas_threads": blas_threads,
+        "grad_time": grad_time,
+    }
+    for col, value in constants.items():
+        frame[col] = value
+    for col, (dtype, _) in SCHEMA.items():
+        if col not in frame.columns:
+            frame[col] = "" if dtype == "str" else (0 if dtype == "int64" else np.nan)
+    return frame[list(SCHEMA)]
+
+
+def execute(
+    spec: RunSpec,
+    cache_dir: str | Path | None = None,
+    n_concurrent: int = 1,
+    blas_threads: int = 1,
+) -> pd.DataFrame:
+    """Run one configuration and return its rows (see :data:`store.SCHEMA`)."""
+    data = None
+    try:
+        with threadpool_limits(limits=blas_threads):
+            data = spec.problem.load()
+            reason = _infeasible(spec, data)
+            if reason is not None:
+                return _frame(spec, data, [], "skipped", reason, n_concurrent, blas_threads)
+            ref = reference_solution(data, cache_dir)
+            kwargs = spec.solver.kwargs
+            if spec.solver.solver in PRECONDITIONERS:
+                kwargs.setdefault("random_state", spec.seed)
+            common = dict(alpha=data.alpha, batch_size=spec.batch_size, random_state=spec.seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", SingularCurvatureWarning)
+                # warm-up: one untimed step, discarded
+                minimize(
+                    data.model,
+                    data.X_train,
+                    data.y_train,
+                    make_optimizer(spec.solver.solver, **kwargs),
+                    max_iter=1,
+                    tol=0.0,
+                    **common,
+                )
+                optimizer = make_optimizer(spec.solver.solver, **kwargs)
+                evaluation = Objective(data.model, data.X_train, data.y_train, data.alpha)
+                grad_time = _gradient_time(evaluation, data.model.init_params(spec.seed))
+                recorder = _Recorder(spec, data, ref, evaluation)
+                result = minimize(
+                    data.model,
+                    data.X_train,
+                    data.y_train,
+                    optimizer,
+                    max_iter=spec.max_iter,
+                    tol=spec.tol,
+                    time_limit=spec.time_limit,
+                    callback=recorder,
+                    **common,
+                )
+            status, message = result.status, result.message
+            if status == "stopped" and recorder.reached_target:
+                status = "target"
+                message = f"Suboptimality <= {spec.target_suboptimality:g}."
+            return _frame(
+                spec,
+                data,
+                result.history.to_dict("records"),
+                status,
+                message,
+                n_concurrent,
+                blas_threads,
+                grad_time,
+            )
+    except Exception as exc:  # recorded, so the grid goes on
+        message = f"{type(exc).__name__}: {exc}"
+        tb = traceback.format_exc(limit=3)
+        return _frame(spec, data, [], "error", f"{message}\n{tb}", n_concurrent, blas_threads)

@@ -1,0 +1,131 @@
+"""The results store: a tidy long-format table, one row per recorded iteration.
+
+Layout under the results folder::
+
+    runs/<run_key>.csv      one file per finished run, written atomically
+                            (temporary file + ``os.replace``), so an interrupted grid —
+                            Ctrl-C, a killed worker, a power cut — loses no finished run and
+                            leaves no partial file; a rerun skips every key present.
+
+``run_key`` hashes the run's configuration (problem, solver and every hyperparameter,
+seed, budget) and the code version (a hash of the package's source), not the order of the
+grid. Columns and their meaning are :data:`SCHEMA`; ``schema_version`` is stored in every
+row and checked on load.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "ResultsStore"]
+
+SCHEMA_VERSION = 1
+
+SCHEMA: dict[str, tuple[str, str]] = {
+    "schema_version": ("int64", "version of this table layout"),
+    "run_key": ("str", "hash of configuration + code version; one run = one key"),
+    "code_version": ("str", "hash of the natgrad_core sources that produced the row"),
+    "problem": ("str", "problem name"),
+    "convex": ("bool", "whether a true optimum was computed (logistic regression)"),
+    "n_params": ("int64", "number of parameters"),
+    "n_train": ("int64", "training samples"),
+    "solver": ("str", "solver configuration label"),
+    "solver_name": ("str", "exact|diag|kfac|ekfac|cg|gd|momentum|adam|lbfgs"),
+    "params": ("str", "every hyperparameter of the solver, as sorted JSON"),
+    "seed": ("int64", "seed of the run (initialization, batches, Monte-Carlo labels)"),
+    "batch_size": ("int64", "mini-batch size; 0 = full batch"),
+    "iteration": ("int64", "iteration (0 = start)"),
+    "time": ("float64", "seconds inside optimizer steps so far (evaluation excluded)"),
+    "loss": ("float64", "full training objective"),
+    "suboptimality": ("float64", "loss - F* (exact reference; NaN when non-convex)"),
+    "rel_suboptimality": ("float64", "(loss - F*) / |F*|"),
+    "dist_to_opt": ("float64", "||theta - w*||_2 (NaN when non-convex)"),
+    "grad_norm": ("float64", "max-norm of the full gradient"),
+    "test_metric": ("float64", "test accuracy (classifiers) or test MSE (autoencoder)"),
+    "n_loss": ("int64", "loss-only evaluations so far"),
+    "n_grad": ("int64", "gradient evaluations so far"),
+    "n_fvp": ("int64", "Fisher-vector products so far"),
+    "n_cg_iter": ("int64", "conjugate-gradient iterations so far"),
+    "n_factorizations": ("int64", "dense factorizations so far"),
+    "grad_time": (
+        "float64",
+        "seconds of one full gradient evaluation in this run (median "
+        "of 5, same process and threads): the unit of cost per step",
+    ),
+    "fidelity": ("float64", "cosine(step, exact natural-gradient direction); NaN if too big"),
+    "step_status": ("str", "per-step status (ok, jitter, pinv, max_cg_iter, rejected, ...)"),
+    "status": (
+        "str",
+        "run status: converged, target, max_iter, time_limit, diverged, skipped, error",
+    ),
+    "message": ("str", "why the run ended"),
+    "n_concurrent": ("int64", "runs sharing the machine while this one ran"),
+    "blas_threads": ("int64", "BLAS threads the run was pinned to"),
+}
+
+
+def conform(frame: pd.DataFrame) -> pd.DataFrame:
+    """Order and type the columns as in :data:`SCHEMA`; raise if any is missing."""
+    missing = [c for c in SCHEMA if c not in frame.columns]
+    if missing:
+        raise ValueError(f"results table is missing columns {missing}.")
+    out = frame[list(SCHEMA)].copy()
+    for col, (dtype, _) in SCHEMA.items():
+        out[col] = out[col].astype("object" if dtype == "str" else dtype)
+        if dtype == "str":
+            out[col] = out[col].fillna("").astype(str)
+    return out
+
+
+class ResultsStore:
+    """Per-run CSV files under ``<root>/runs``."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.runs_dir = self.root / "runs"
+
+    def done_keys(self) -> set[str]:
+        if not self.runs_dir.is_dir():
+            return set()
+        return {p.stem for p in self.runs_dir.glob("*.csv")}
+
+    def write_run(self, key: str, frame: pd.DataFrame) -> Path:
+        """Write one run atomically; returns its path."""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        frame = conform(frame)
+        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.runs_dir)
+        try:
+            with os.fdopen(fd, "w", newline="") as fh:
+                frame.to_csv(fh, index=False, float_format="%.17g")
+                fh.flush()
+                os.fsync(fh.fileno())
+            final = self.runs_dir / f"{key}.csv"
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return final
+
+    def load(self, keys=None) -> pd.DataFrame:
+        """All stored rows (or those of ``keys``), schema-checked."""
+        paths = sorted(self.runs_dir.glob("*.csv")) if self.runs_dir.is_dir() else []
+        if keys is not None:
+            keys = set(keys)
+            paths = [p for p in paths if p.stem in keys]
+        if not paths:
+            return conform(pd.DataFrame({c: [] for c in SCHEMA}))
+        frame = pd.concat(
+            [pd.read_csv(p, keep_default_na=False, na_values=["", "NaN", "nan"]) for p in paths],
+            ignore_index=True,
+        )
+        versions = set(frame["schema_version"].unique())
+        if versions != {SCHEMA_VERSION}:
+            raise ValueError(
+                f"results in {self.runs_dir} have schema versions {sorted(versions)}; "
+                f"this natgrad reads version {SCHEMA_VERSION}."
+            )
+        return conform(frame)
