@@ -1,0 +1,1 @@
+"""Benchmark harness: problems, references, runner, results store, report, CLI."""

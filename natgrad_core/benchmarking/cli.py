@@ -1,0 +1,172 @@
+"""The ``natgrad`` command.
+
+    natgrad list [problems|solvers|suites]
+    natgrad run [SUITE | CONFIG.toml] [--out results] [--n-jobs N | --dask ADDRESS]
+    natgrad report [--out results]
+    natgrad compare A B [--eps 1e-6]
+
+``natgrad run`` with no argument runs the quick suite (every solver on every bundled
+problem, 3 seeds) and writes ``results/``: per-run files, tables, figures and
+``index.html``. Running the same command again resumes: finished runs are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .grid import DEFAULT_SOLVERS, SUITE_BUDGETS, load_config, run_grid, with_seeds
+from .problems import PROBLEMS, SUITES
+from .store import ResultsStore
+
+__all__ = ["main"]
+
+
+def _cmd_list(args) -> int:
+    what = args.what
+    if what in ("problems", "all"):
+        print("problems:")
+        for p in PROBLEMS.values():
+            arch = "-".join(map(str, p.hidden)) if p.hidden else "-"
+            print(
+                f"  {p.name:28s} {p.dataset:14s} {p.model:12s} hidden={arch:10s} alpha={p.alpha:g}"
+            )
+    if what in ("solvers", "all"):
+        print("solvers (default configurations):")
+        for s in DEFAULT_SOLVERS:
+            params = ", ".join(f"{k}={v}" for k, v in s.params)
+            print(f"  {s.label:10s} {params}")
+    if what in ("suites", "all"):
+        print("suites:")
+        for name, problems in SUITES.items():
+            b = SUITE_BUDGETS[name]
+            print(
+                f"  {name:8s} {len(problems)} problems x {len(DEFAULT_SOLVERS)} solvers x "
+                f"{len(b['seeds'])} seeds, max_iter={b['max_iter']}, "
+                f"time_limit={b['time_limit']:g}s: {', '.join(problems)}"
+            )
+    return 0
+
+
+def _report(out: Path, config=None) -> Path | None:
+    from .report import build_report
+
+    frame = ResultsStore(out).load()
+    if frame.empty:
+        print(f"no stored runs under {out / 'runs'}", file=sys.stderr)
+        return None
+    index = build_report(frame, out, config)
+    print(f"report: {index}")
+    return index
+
+
+def _cmd_run(args) -> int:
+    try:
+        config = load_config(args.config)
+        if args.seeds:
+            config = with_seeds(config, [int(s) for s in args.seeds.split(",")])
+    except ValueError as exc:
+        print(f"natgrad run: {exc}", file=sys.stderr)
+        return 2
+    if args.n_jobs < 1 or args.blas_threads < 1:
+        print(
+            f"natgrad run: --n-jobs and --blas-threads must be >= 1, got {args.n_jobs} "
+            f"and {args.blas_threads}",
+            file=sys.stderr,
+        )
+        return 2
+    out = Path(args.out)
+    store = ResultsStore(out)
+    cache = out / "cache"
+    summary = run_grid(
+        config,
+        store,
+        n_jobs=args.n_jobs,
+        dask_address=args.dask,
+        cache_dir=cache,
+        progress=not args.quiet,
+    )
+    print(
+        f"{config.name}: {summary.n_total} runs, {summary.n_resumed} already stored, "
+        f"{summary.n_ran} ran, {summary.n_errors} errors"
+    )
+    if summary.interrupted:
+        print(
+            "interrupted: finished runs are stored; run the same command to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    if not args.no_report:
+        _report(out, config.to_dict())
+    return 1 if summary.n_errors else 0
+
+
+def _cmd_report(args) -> int:
+    return 0 if _report(Path(args.out)) is not None else 1
+
+
+def _cmd_compare(args) -> int:
+    from .report import compare
+
+    frames = []
+    for path in (args.a, args.b):
+        store = ResultsStore(path)
+        if not store.runs_dir.is_dir():
+            print(f"natgrad compare: no results under {path!r}", file=sys.stderr)
+            return 2
+        frames.append(store.load())
+    table = compare(frames[0], frames[1], eps=args.eps)
+    import pandas as pd
+
+    with pd.option_context(
+        "display.width", 200, "display.max_columns", 30, "display.max_rows", 500
+    ):
+        print(table.to_string(index=False))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="natgrad", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="list problems, solvers and suites")
+    p.add_argument(
+        "what", nargs="?", default="all", choices=["all", "problems", "solvers", "suites"]
+    )
+    p.set_defaults(func=_cmd_list)
+    p = sub.add_parser("run", help="run a suite or a TOML configuration")
+    p.add_argument("config", nargs="?", default="quick", help="suite name or .toml path")
+    p.add_argument("--out", default="results", help="results folder (default: results)")
+    p.add_argument("--n-jobs", type=int, default=1, help="parallel runs with joblib")
+    p.add_argument("--dask", metavar="ADDRESS", help="run on a Dask distributed scheduler")
+    p.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="BLAS threads per run (default 1; recorded in the results)",
+    )
+    p.add_argument("--seeds", help="comma-separated seeds overriding the configuration")
+    p.add_argument("--no-report", action="store_true", help="skip tables/figures/HTML")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_cmd_run)
+    p = sub.add_parser("report", help="tables, figures and HTML from stored results")
+    p.add_argument("--out", default="results")
+    p.set_defaults(func=_cmd_report)
+    p = sub.add_parser("compare", help="compare two result folders")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--eps", type=float, default=1e-6)
+    p.set_defaults(func=_cmd_compare)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "dask", None) and args.n_jobs != 1:
+        print("natgrad run: use either --n-jobs or --dask, not both", file=sys.stderr)
+        return 2
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

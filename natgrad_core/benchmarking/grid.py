@@ -1,0 +1,382 @@
+"""Grids of runs: suites and TOML configurations → run specifications → stored results.
+
+A configuration (a suite name or a TOML file) is validated completely — every problem,
+solver and hyperparameter, every data file — before the first run starts. The grid then
+skips every run whose key is already stored (resume), computes the convex references once
+in the main process, and executes the rest serially, with joblib (``n_jobs``), or on a
+Dask distributed cluster (``dask_address``). Results are written by the main process as
+each run finishes, so a killed worker or Ctrl-C loses at most the runs in flight.
+
+TOML layout (every key optional except as noted)::
+
+    [run]
+    suite = "quick"                 # start from a suite's problems, solvers and budget
+    problems = ["iris-logistic"]    # or name problems (registry or [[problem]] below)
+    seeds = [0, 1, 2]
+    max_iter = 100
+    time_limit = 10.0               # seconds of optimizer time per run
+    target_suboptimality = 1e-10
+    tol = 1e-10                     # gradient max-norm
+    batch_size = 0                  # 0 = full batch
+    fidelity = true
+
+    [[problem]]                     # a problem of your own (keys of Problem)
+    name = "a1a"                    # required
+    dataset = "file"                # required
+    path = "data/a1a.txt"
+    format = "svmlight"
+
+    [[solver]]                      # replaces the default solver set when present
+    label = "kfac-quadratic"        # required
+    solver = "kfac"                 # required
+    damping = 1e-4                  # any keyword of natgrad_core.make_optimizer
+    step = "quadratic"
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .problems import PROBLEMS, SUITES, get_problem, problem_from_dict
+from .reference import reference_solution
+from .runner import RunSpec, SolverConfig, execute
+from .store import ResultsStore
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = [
+    "DEFAULT_SOLVERS",
+    "SUITE_BUDGETS",
+    "GridConfig",
+    "GridSummary",
+    "config_from_dict",
+    "load_config",
+    "run_grid",
+    "suite_config",
+    "with_seeds",
+]
+
+DEFAULT_SOLVERS = (
+    SolverConfig.make("exact", "exact", damping=1e-4, step="lm"),
+    SolverConfig.make("diag", "diag", damping=1e-4, step="armijo"),
+    SolverConfig.make("kfac", "kfac", damping=1e-4, step="quadratic"),
+    SolverConfig.make("ekfac", "ekfac", damping=1e-4, step="quadratic"),
+    SolverConfig.make("cg", "cg", damping=1e-4, step="lm", cg_maxiter=50),
+    SolverConfig.make("gd", "gd", learning_rate=1.0, step="armijo"),
+    SolverConfig.make("momentum", "momentum", learning_rate=0.1, momentum=0.9),
+    SolverConfig.make("adam", "adam", learning_rate=0.01),
+    SolverConfig.make("lbfgs", "lbfgs"),
+)
+
+SUITE_BUDGETS = {
+    "quick": {"seeds": (0, 1, 2), "max_iter": 100, "time_limit": 10.0},
+    "full": {"seeds": (0, 1, 2), "max_iter": 300, "time_limit": 120.0},
+    "scaling": {"seeds": (0,), "max_iter": 50, "time_limit": 300.0},
+}
+
+_RUN_KEYS = {
+    "suite",
+    "problems",
+    "seeds",
+    "max_iter",
+    "time_limit",
+    "target_suboptimality",
+    "tol",
+    "batch_size",
+    "fidelity",
+}
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """A validated grid: problems × solvers × seeds with one budget."""
+
+    name: str
+    problems: tuple
+    solvers: tuple
+    seeds: tuple
+    max_iter: int = 100
+    time_limit: float = 10.0
+    target_suboptimality: float = 1e-10
+    tol: float = 1e-10
+    batch_size: int | None = None
+    fidelity: bool = True
+
+    def specs(self) -> list[RunSpec]:
+        return [
+            RunSpec(
+                p,
+                s,
+                seed,
+                self.max_iter,
+                self.time_limit,
+                self.target_suboptimality,
+                self.tol,
+                self.batch_size,
+                self.fidelity,
+            )
+            for p in self.problems
+            for s in self.solvers
+            for seed in self.seeds
+        ]
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "problems": [p.to_dict() for p in self.problems],
+            "solvers": [s.to_dict() for s in self.solvers],
+            "seeds": list(self.seeds),
+            "max_iter": self.max_iter,
+            "time_limit": self.time_limit,
+            "target_suboptimality": self.target_suboptimality,
+            "tol": self.tol,
+            "batch_size": self.batch_size,
+            "fidelity": self.fidelity,
+        }
+
+
+def suite_config(name: str) -> GridConfig:
+    if name not in SUITES:
+        raise ValueError(
+            f"Unknown suite {name!r}; expected one of {sorted(SUITES)} or a path to a .toml file."
+        )
+    budget = SUITE_BUDGETS[name]
+    return GridConfig(
+        name,
+        tuple(get_problem(p) for p in SUITES[name]),
+        DEFAULT_SOLVERS,
+        tuple(budget["seeds"]),
+        budget["max_iter"],
+        budget["time_limit"],
+    )
+
+
+def _check_type(value, types, what):
+    if isinstance(value, bool) and bool not in types:
+        ok = False
+    else:
+        ok = isinstance(value, types)
+    if not ok:
+        names = "/".join(t.__name__ for t in types)
+        raise ValueError(f"{what} must be {names}, got {value!r}.")
+    return value
+
+
+def config_from_dict(raw: dict, name: str, base_dir: Path = Path()) -> GridConfig:
+    """Validate a parsed TOML document (see module doc); raises ValueError naming the entry."""
+    unknown = set(raw) - {"run", "problem", "solver"}
+    if unknown:
+        raise ValueError(
+            f"{name}: unknown top-level tables {sorted(unknown)}; "
+            "expected [run], [[problem]], [[solver]]."
+        )
+    run = dict(raw.get("run", {}))
+    bad = set(run) - _RUN_KEYS
+    if bad:
+        raise ValueError(
+            f"{name}: unknown keys in [run]: {sorted(bad)}; expected some of {sorted(_RUN_KEYS)}."
+        )
+    base = suite_config(run["suite"]) if "suite" in run else None
+
+    custom = {}
+    for entry in raw.get("problem", []):
+        entry = dict(entry)
+        if entry.get("dataset") == "file" and "path" in entry:
+            path = Path(entry["path"]).expanduser()
+            entry["path"] = str(path if path.is_absolute() else base_dir / path)
+        problem = problem_from_dict(entry)
+        custom[problem.name] = problem
+    if "problems" in run:
+        names = _check_type(run["problems"], (list,), f"{name}: [run].problems")
+        problems = []
+        for pname in names:
+            if pname in custom:
+                problems.append(custom[pname])
+            elif pname in PROBLEMS:
+                problems.append(PROBLEMS[pname])
+            else:
+                raise ValueError(
+                    f"{name}: unknown problem {pname!r}; expected a [[problem]] "
+                    f"name or one of {sorted(PROBLEMS)}."
+                )
+    elif custom:
+        problems = list(custom.values())
+    elif base is not None:
+        problems = list(base.problems)
+    else:
+        raise ValueError(
+            f"{name}: no problems; give [run].suite, [run].problems or [[problem]] entries."
+        )
+
+    solvers = []
+    for entry in raw.get("solver", []):
+        entry = dict(entry)
+        label, solver = entry.pop("label", None), entry.pop("solver", None)
+        if not isinstance(label, str) or not isinstance(solver, str):
+            raise ValueError(
+                f"{name}: every [[solver]] needs string 'label' and 'solver', "
+                f"got {label!r} and {solver!r}."
+            )
+        solvers.append(SolverConfig.make(label, solver, **entry))
+    labels = [s.label for s in solvers]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"{name}: duplicate solver labels in {labels}.")
+    if not solvers:
+        solvers = list(base.solvers if base is not None else DEFAULT_SOLVERS)
+
+    defaults = base or GridConfig(name, (), (), (0, 1, 2))
+    seeds = _check_type(run.get("seeds", list(defaults.seeds)), (list,), f"{name}: seeds")
+    for s in seeds:
+        _check_type(s, (int,), f"{name}: seed")
+    max_iter = _check_type(run.get("max_iter", defaults.max_iter), (int,), f"{name}: max_iter")
+    time_limit = _check_type(
+        run.get("time_limit", defaults.time_limit), (int, float), f"{name}: time_limit"
+    )
+    target = _check_type(
+        run.get("target_suboptimality", defaults.target_suboptimality),
+        (int, float),
+        f"{name}: target_suboptimality",
+    )
+    tol = _check_type(run.get("tol", defaults.tol), (int, float), f"{name}: tol")
+    batch = _check_type(run.get("batch_size", 0), (int,), f"{name}: batch_size")
+    fidelity = _check_type(run.get("fidelity", True), (bool,), f"{name}: fidelity")
+    if max_iter < 1 or time_limit <= 0 or target < 0 or tol < 0 or batch < 0 or not seeds:
+        raise ValueError(
+            f"{name}: impossible budget: need max_iter >= 1, time_limit > 0, "
+            f"target_suboptimality >= 0, tol >= 0, batch_size >= 0 and at least one seed; got "
+            f"max_iter={max_iter}, time_limit={time_limit}, target={target}, tol={tol}, "
+            f"batch_size={batch}, seeds={seeds}."
+        )
+    return GridConfig(
+        name,
+        tuple(problems),
+        tuple(solvers),
+        tuple(seeds),
+        max_iter,
+        float(time_limit),
+        float(target),
+        float(tol),
+        batch or None,
+        fidelity,
+    )
+
+
+def load_config(source: str) -> GridConfig:
+    """A suite name, or the path of a TOML file (validated, see module doc)."""
+    if source in SUITES:
+        return suite_config(source)
+    path = Path(source)
+    if path.suffix != ".toml":
+        raise ValueError(
+            f"Unknown suite {source!r}; expected one of {sorted(SUITES)} or a path to a .toml file."
+        )
+    if not path.is_file():
+        raise ValueError(f"Config file not found: {source!r}.")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{source}: malformed TOML: {exc}") from None
+    return config_from_dict(raw, path.stem, path.parent)
+
+
+@dataclass
+class GridSummary:
+    n_total: int
+    n_resumed: int
+    n_ran: int
+    n_errors: int
+    interrupted: bool = False
+
+
+def _prepare_references(specs: Iterable[RunSpec], cache_dir):
+    seen = set()
+    for spec in specs:
+        if spec.problem.convex and spec.problem.name not in seen:
+            seen.add(spec.problem.name)
+            reference_solution(spec.problem.load(), cache_dir)
+
+
+def _dask_results(specs, address, cache_dir, threads):
+    from dask.distributed import Client, as_completed
+
+    with Client(address) as client:
+        workers = client.scheduler_info()["workers"].values()
+        per_host: dict = {}
+        for w in workers:
+            host = w.get("host", "?")
+            per_host[host] = per_host.get(host, 0) + int(w.get("nthreads", 1))
+        concurrent = max(per_host.values()) if per_host else 1
+        futures = client.map(
+            execute,
+            specs,
+            cache_dir=cache_dir,
+            n_concurrent=concurrent,
+            blas_threads=threads,
+            pure=False,
+        )
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def run_grid(
+    config: GridConfig,
+    store: ResultsStore,
+    n_jobs: int = 1,
+    dask_address: str | None = None,
+    cache_dir=None,
+    progress: bool = True,
+    blas_threads: int | None = None,
+) -> GridSummary:
+    """Run every pending (not yet stored) run of ``config`` and store each as it finishes.
+
+    Every run is pinned to ``blas_threads`` BLAS threads (default 1: the problems are small,
+    timings stay comparable across ``n_jobs``, and parallel workers do not oversubscribe
+    the cores). Dask workers use the same pinning.
+    """
+    specs = config.specs()
+    done = store.done_keys()
+    pending = [s for s in specs if s.key() not in done]
+    summary = GridSummary(len(specs), len(specs) - len(pending), 0, 0)
+    if not pending:
+        return summary
+    _prepare_references(pending, cache_dir)
+    if dask_address is not None:
+        results = _dask_results(pending, dask_address, cache_dir, blas_threads)
+    elif n_jobs > 1:
+        from joblib import Parallel, delayed
+
+        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+            delayed(execute)(s, cache_dir, n_jobs, blas_threads) for s in pending
+        )
+    else:
+        results = (execute(s, cache_dir, 1, blas_threads) for s in pending)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(pending), unit="run", desc=config.name)
+    try:
+        for frame in results:
+            store.write_run(frame["run_key"].iloc[0], frame)
+            summary.n_ran += 1
+            summary.n_errors += int(frame["status"].iloc[0] == "error")
+            if bar is not None:
+                last = frame.iloc[-1]
+                bar.set_postfix_str(f"{last['problem']} {last['solver']} {last['status']}")
+                bar.update(1)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+    return summary
+
+
+def with_seeds(config: GridConfig, seeds) -> GridConfig:
+    return replace(config, seeds=tuple(seeds))
