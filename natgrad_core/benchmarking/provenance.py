@@ -31,11 +31,29 @@ _DEPENDENCIES = (
 )
 
 
+# The sources that determine a run's numbers; report, CLI and store changes do not
+# invalidate stored runs.
+_NUMERIC_SOURCES = (
+    "models",
+    "curvature",
+    "optim",
+    "_validation.py",
+    "_typing.py",
+    "benchmarking/problems.py",
+    "benchmarking/reference.py",
+    "benchmarking/runner.py",
+)
+
+
 @lru_cache(maxsize=1)
 def code_version() -> str:
-    """First 12 hex digits of a SHA-256 over the package's Python sources (path + bytes)."""
+    """First 12 hex digits of a SHA-256 over the sources that produce the numbers."""
     h = hashlib.sha256()
-    for path in sorted(_PACKAGE_DIR.rglob("*.py")):
+    paths = []
+    for name in _NUMERIC_SOURCES:
+        target = _PACKAGE_DIR / name
+        paths.extend(target.rglob("*.py") if target.is_dir() else [target])
+    for path in sorted(paths):
         h.update(path.relative_to(_PACKAGE_DIR).as_posix().encode())
         h.update(path.read_bytes())
     return h.hexdigest()[:12]

@@ -28,7 +28,7 @@ SCHEMA_VERSION = 1
 SCHEMA: dict[str, tuple[str, str]] = {
     "schema_version": ("int64", "version of this table layout"),
     "run_key": ("str", "hash of configuration + code version; one run = one key"),
-    "code_version": ("str", "hash of the natgrad_core sources that produced the row"),
+    "code_version": ("str", "hash of the numerical natgrad_core sources behind the row"),
     "problem": ("str", "problem name"),
     "convex": ("bool", "whether a true optimum was computed (logistic regression)"),
     "n_params": ("int64", "number of parameters"),
@@ -56,7 +56,10 @@ SCHEMA: dict[str, tuple[str, str]] = {
         "seconds of one full gradient evaluation in this run (median "
         "of 5, same process and threads): the unit of cost per step",
     ),
-    "fidelity": ("float64", "cosine(step, exact natural-gradient direction); NaN if too big"),
+    "fidelity": (
+        "float64",
+        "cosine(step, exact natural-gradient direction at the step's damping); NaN if too big",
+    ),
     "step_status": ("str", "per-step status (ok, jitter, pinv, max_cg_iter, rejected, ...)"),
     "status": (
         "str",
