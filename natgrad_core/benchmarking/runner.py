@@ -38,6 +38,7 @@ __all__ = ["RunSpec", "SolverConfig", "execute"]
 
 # Dense algebra needing more than this many bytes is skipped as infeasible, not attempted.
 DENSE_MEMORY_LIMIT = 2 * 1024**3
+DENSE_FLOP_LIMIT = 2e11
 # Fidelity needs one dense natural-gradient solve per iteration: only for small problems.
 FIDELITY_MAX_PARAMS = 400
 FIDELITY_DAMPING = 1e-4
@@ -116,6 +117,13 @@ def _infeasible(spec: RunSpec, data: ProblemData) -> str | None:
         return (
             f"exact Fisher needs a {size}x{size} float64 matrix "
             f"({8 * size * size / 1024**3:.1f} GiB > {DENSE_MEMORY_LIMIT / 1024**3:.0f} GiB)"
+        )
+    # building the matrix costs ~ n_rows·P² (parameter space) or n_rows²·P (sample space)
+    flops = n_rows * data.model.n_params * size
+    if flops > DENSE_FLOP_LIMIT:
+        return (
+            f"one exact Fisher step needs ~{flops:.1e} flops "
+            f"(> {DENSE_FLOP_LIMIT:.0e}, minutes per step on 2 cores)"
         )
     return None
 
