@@ -19,6 +19,16 @@ from .optim.registry import SOLVERS, make_optimizer
 __all__ = ["NaturalGradientClassifier"]
 
 _DEFAULT_LEARNING_RATE = {"gd": 0.1, "momentum": 0.1, "adam": 1e-3}
+# step="auto": the globalization each solver needs to be safe on non-convex problems
+# (the same choices as the benchmark suite's default solver configurations)
+_AUTO_STEP = {
+    "exact": "lm",
+    "cg": "lm",
+    "kfac": "quadratic",
+    "ekfac": "quadratic",
+    "diag": "armijo",
+    "gd": "armijo",
+}
 
 
 class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
@@ -39,9 +49,12 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
     fisher : {"exact", "mc", "empirical"}, default "exact"
     alpha : float, default 1e-4
     damping : float, default 1e-4
-    step : {"fixed", "kl", "armijo", "lm", "quadratic"} or StepRule, default "fixed"
+    step : {"auto", "fixed", "kl", "armijo", "lm", "quadratic"} or StepRule, default "auto"
+        "auto": Levenberg–Marquardt damping for exact and cg, K-FAC's quadratic model for
+        kfac and ekfac, Armijo line search for diag and gd (momentum/adam: fixed rate).
     learning_rate : float or None, default None
-        None: 1.0 for natural gradient, 0.1 for gd and momentum, 1e-3 for adam.
+        None: 1.0 for natural gradient and for Armijo's first trial step, 0.1 for gd (fixed
+        step) and momentum, 1e-3 for adam.
     max_iter : int, default 200
     tol : float, default 1e-5
         Stop when the gradient's max-norm falls below ``tol``.
@@ -67,7 +80,7 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
         fisher="exact",
         alpha=1e-4,
         damping=1e-4,
-        step="fixed",
+        step="auto",
         learning_rate=None,
         max_iter=200,
         tol=1e-5,
@@ -92,20 +105,22 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
     def _make_optimizer(self, seed):
         if self.solver not in SOLVERS:
             raise ValueError(f"Unknown solver {self.solver!r}; expected one of {list(SOLVERS)}.")
+        step = _AUTO_STEP.get(self.solver, "fixed") if self.step == "auto" else self.step
         lr = self.learning_rate
         if lr is None:
-            lr = _DEFAULT_LEARNING_RATE.get(self.solver, 1.0)
+            # a line search starts from 1 and backtracks; fixed rates need a safe value
+            lr = 1.0 if step == "armijo" else _DEFAULT_LEARNING_RATE.get(self.solver, 1.0)
         if self.solver in PRECONDITIONERS:
             return make_optimizer(
                 self.solver,
                 fisher=self.fisher,
                 damping=self.damping,
-                step=self.step,
+                step=step,
                 learning_rate=lr,
                 random_state=seed,
             )
         if self.solver == "gd":
-            return make_optimizer("gd", learning_rate=lr, step=self.step)
+            return make_optimizer("gd", learning_rate=lr, step=step)
         if self.solver == "lbfgs":
             return make_optimizer("lbfgs")
         return make_optimizer(self.solver, learning_rate=lr)
@@ -135,6 +150,8 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
         model = self._make_model(X.shape[1], len(self.classes_))
         optimizer = self._make_optimizer(int(seeds[0]))
         batch_size = None if self.batch_size is None else min(int(self.batch_size), X.shape[0])
+        if self.solver == "lbfgs":
+            batch_size = None  # full-batch method; ignored, as MLPClassifier does
         last_finite = {}
 
         def keep_finite(theta, row):
@@ -202,7 +219,8 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Class probabilities of shape (n_samples, n_classes), columns ordered as classes_."""
-        p = self.model_.head.predict(self._outputs(X))
+        z = self._outputs(X)
+        p = self.model_.head.predict(z)
         if p.shape[1] == 1:
             p = np.hstack([1.0 - p, p])
         return p
@@ -213,4 +231,5 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """Most probable class for each row of X."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]

@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_limits
 
 from tests.cases import MODEL_CASE_IDS, MODEL_CASES
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _single_threaded_blas():
+    """Run BLAS single-threaded: the problems are tiny, and a multi-threaded OpenBLAS on a
+    busy 2-core machine spins and can be 10-50x slower. No tested value depends on it."""
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
 
 # ----------------------------------------------------------------------------- tolerances
 RTOL = 1e-5

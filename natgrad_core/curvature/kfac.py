@@ -244,6 +244,8 @@ class EKFAC(KFAC):
         super().__init__(
             objective, theta, damping_mode="exact", reduction=reduction, factors=factors
         )
+        if basis is not None:
+            self._eig = list(basis)
         n = objective.n_samples
         self.scalings = [
             self.scale / n * ((a @ QA) ** 2).T @ ((g @ QG) ** 2).sum(axis=0)

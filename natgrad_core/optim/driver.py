@@ -29,7 +29,7 @@ from .base import Optimizer, StepInfo
 
 __all__ = ["STATUSES", "Result", "minimize"]
 
-STATUSES = ("converged", "max_iter", "diverged", "time_limit", "stopped")
+STATUSES = ("converged", "max_iter", "diverged", "time_limit", "stopped", "stalled")
 
 
 @dataclass
@@ -37,7 +37,9 @@ class Result:
     """What a run produced (scipy's ``OptimizeResult``, plus history and oracle counts).
 
     theta : final parameters, shape (n_params,)
-    status : one of "converged", "max_iter", "diverged", "time_limit", "stopped" (callback)
+    status : one of "converged", "max_iter", "diverged", "time_limit", "stopped" (the
+             callback asked to stop), "stalled" (L-BFGS-B ended on its own before ``tol``,
+             e.g. no line-search progress is possible in float64)
     message : a sentence saying why the run ended
     n_iter : optimizer steps taken
     loss, grad_norm : full-data L(θ) and ‖∇L(θ)‖_∞ at ``theta``
@@ -143,9 +145,11 @@ class _Run:
 
 
 def _batches(n_samples, batch_size, rng):
+    """Seeded per-epoch permutations cut into batches; the last batch of an epoch may be
+    smaller (every sample is visited once per epoch, as scikit-learn's gen_batches)."""
     while True:
         perm = rng.permutation(n_samples)
-        for start in range(0, n_samples - batch_size + 1, batch_size):
+        for start in range(0, n_samples, batch_size):
             yield perm[start : start + batch_size]
 
 
@@ -178,7 +182,8 @@ def minimize(
     max_iter : int — optimizer steps (L-BFGS: iterations).
     tol : float — stop when the full-data gradient's max-norm ‖∇L‖_∞ ≤ tol.
     batch_size : int, optional — mini-batch size (default: full batch).
-    random_state : seed for θ₀ and for the mini-batch order.
+    random_state : seed for θ₀ and for the mini-batch order. Monte-Carlo Fisher labels are
+        seeded by the optimizer's own ``random_state`` (``NaturalGradient(random_state=…)``).
     time_limit : float, optional — seconds of optimizer time before stopping.
     callback : callable(theta, row) -> dict or None, optional
         Called after every iteration with the parameters and the history row; a returned
@@ -262,5 +267,5 @@ def _run_scipy(run, optimizer, objective, theta):
     if run.status is None:
         # scipy ended on its own (e.g. no further progress possible in the line search)
         run.clock.stop()
-        run._end("stopped", f"L-BFGS-B stopped: {res.message}")
+        run._end("stalled", f"L-BFGS-B stopped before tol: {res.message}")
     return best["theta"]

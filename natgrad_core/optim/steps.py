@@ -254,6 +254,8 @@ class QuadraticModel(StepRule):
         info["rho"] = rho
         if not (np.isfinite(new_loss) and rho > 0):
             info["step_status"] = "rejected"
+            info["proposed_step_size"] = info["step_size"]
+            info["step_size"] = 0.0
             return np.zeros_like(delta), QMState(lm_state.damping, None), info
         return delta, QMState(lm_state.damping, delta), info
 
