@@ -20,6 +20,7 @@ def _single_threaded_blas():
     with threadpool_limits(limits=1, user_api="blas"):
         yield
 
+
 # ----------------------------------------------------------------------------- tolerances
 RTOL = 1e-5
 """Relative tolerance for comparisons with central finite differences (eps = 1e-6)."""
