@@ -86,6 +86,7 @@ def _cmd_run(args) -> int:
         dask_address=args.dask,
         cache_dir=cache,
         progress=not args.quiet,
+        blas_threads=args.blas_threads,
     )
     print(
         f"{config.name}: {summary.n_total} runs, {summary.n_resumed} already stored, "

@@ -40,6 +40,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..optim import make_optimizer
 from .problems import PROBLEMS, SUITES, get_problem, problem_from_dict
 from .reference import reference_solution
 from .runner import RunSpec, SolverConfig, execute
@@ -234,6 +235,8 @@ def config_from_dict(raw: dict, name: str, base_dir: Path = Path()) -> GridConfi
     seeds = _check_type(run.get("seeds", list(defaults.seeds)), (list,), f"{name}: seeds")
     for s in seeds:
         _check_type(s, (int,), f"{name}: seed")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"{name}: duplicate seeds in {seeds}.")
     max_iter = _check_type(run.get("max_iter", defaults.max_iter), (int,), f"{name}: max_iter")
     time_limit = _check_type(
         run.get("time_limit", defaults.time_limit), (int, float), f"{name}: time_limit"
@@ -253,6 +256,13 @@ def config_from_dict(raw: dict, name: str, base_dir: Path = Path()) -> GridConfi
             f"max_iter={max_iter}, time_limit={time_limit}, target={target}, tol={tol}, "
             f"batch_size={batch}, seeds={seeds}."
         )
+    if batch:
+        for s in solvers:
+            if make_optimizer(s.solver, **s.kwargs).full_batch_only:
+                raise ValueError(
+                    f"{name}: solver {s.label!r} ({s.solver}) is full-batch only, but "
+                    f"[run].batch_size = {batch}."
+                )
     return GridConfig(
         name,
         tuple(problems),
@@ -299,7 +309,10 @@ def _prepare_references(specs: Iterable[RunSpec], cache_dir):
     for spec in specs:
         if spec.problem.convex and spec.problem.name not in seen:
             seen.add(spec.problem.name)
-            reference_solution(spec.problem.load(), cache_dir)
+            try:
+                reference_solution(spec.problem.load(), cache_dir)
+            except Exception:
+                continue
 
 
 def _dask_results(specs, address, cache_dir, threads):
@@ -331,7 +344,7 @@ def run_grid(
     dask_address: str | None = None,
     cache_dir=None,
     progress: bool = True,
-    blas_threads: int | None = None,
+    blas_threads: int = 1,
 ) -> GridSummary:
     """Run every pending (not yet stored) run of ``config`` and store each as it finishes.
 
@@ -379,4 +392,5 @@ def run_grid(
 
 
 def with_seeds(config: GridConfig, seeds) -> GridConfig:
-    return replace(config, seeds=tuple(seeds))
+    """``config`` with other seeds (duplicates dropped, order kept)."""
+    return replace(config, seeds=tuple(dict.fromkeys(seeds)))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -133,9 +134,16 @@ class Problem:
         return {"model": self.model, "hidden": list(self.hidden), "activation": self.activation}
 
     def to_dict(self) -> dict:
+        """A JSON-ready description. For file data the path is replaced by the file's name
+        and the SHA-256 of its bytes, so run keys follow the data, not how a path was typed."""
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         d.pop("extra")
+        if self.dataset == "file":
+            path = Path(self.path)
+            d["path"] = path.name
+            stat = path.stat()
+            d["file_sha256"] = _file_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
         return d
 
     # ------------------------------------------------------------------ loading
@@ -177,6 +185,15 @@ class Problem:
             model = MLP(n_features, n_features, self.hidden, self.activation, "gaussian")
             y_tr, y_te = X_tr, X_te
         return ProblemData(self, X_tr, y_tr, X_te, y_te, model)
+
+
+@lru_cache(maxsize=64)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def _read_file(path: str, fmt: str, label_column: int):

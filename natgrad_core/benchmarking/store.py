@@ -125,7 +125,7 @@ class ResultsStore:
             [pd.read_csv(p, keep_default_na=False, na_values=["", "NaN", "nan"]) for p in paths],
             ignore_index=True,
         )
-        versions = set(frame["schema_version"].unique())
+        versions = {int(v) for v in frame["schema_version"].unique()}
         if versions != {SCHEMA_VERSION}:
             raise ValueError(
                 f"results in {self.runs_dir} have schema versions {sorted(versions)}; "

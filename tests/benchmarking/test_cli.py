@@ -1,0 +1,318 @@
+"""Tests of the ``natgrad`` command: list, run (serial, resumed, joblib), compare, report."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import datasets
+
+from natgrad_core.benchmarking import cli
+from natgrad_core.benchmarking.grid import DEFAULT_SOLVERS, SUITE_BUDGETS
+from natgrad_core.benchmarking.problems import PROBLEMS, SUITES
+from natgrad_core.benchmarking.store import SCHEMA, ResultsStore
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+TINY_TOML = """\
+[run]
+problems = ["iris-logistic", "iris-mlp"]
+seeds = [0, 1]
+max_iter = 8
+time_limit = 30
+fidelity = true
+
+[[solver]]
+label = "gd-armijo"
+solver = "gd"
+step = "armijo"
+
+[[solver]]
+label = "kfac-quadratic"
+solver = "kfac"
+step = "quadratic"
+"""
+TINY_PROBLEMS = ("iris-logistic", "iris-mlp")
+TINY_SOLVERS = ("gd-armijo", "kfac-quadratic")
+TINY_SEEDS = (0, 1)
+N_RUNS = len(TINY_PROBLEMS) * len(TINY_SOLVERS) * len(TINY_SEEDS)
+# Columns allowed to differ between two executions of the same runs.
+NONDETERMINISTIC = ["time", "grad_time", "n_concurrent", "blas_threads"]
+
+
+def run_cli(*argv) -> tuple[int, str, str]:
+    """``natgrad *argv`` in this process; returns (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = cli.main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def deterministic(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = frame.drop(columns=NONDETERMINISTIC)
+    return frame.sort_values(["run_key", "iteration"], kind="stable").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def tiny_config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("config") / "tiny.toml"
+    path.write_text(TINY_TOML)
+    return path
+
+
+@pytest.fixture(scope="module")
+def serial(tiny_config, tmp_path_factory):
+    """The tiny grid run once, serially, through the CLI: (results folder, stdout)."""
+    out = tmp_path_factory.mktemp("serial") / "results"
+    code, stdout, stderr = run_cli("run", tiny_config, "--out", out, "--no-report", "--quiet")
+    assert code == 0, stderr
+    return out, stdout
+
+
+# ===================================================================================== list
+def test_list_all(capsys):
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for header in ("problems:", "solvers (default configurations):", "suites:"):
+        assert header in out
+    for name in [*PROBLEMS, *SUITES, *(s.label for s in DEFAULT_SOLVERS)]:
+        assert name in out
+
+
+def test_list_problems(capsys):
+    assert cli.main(["list", "problems"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "problems:" and "solvers" not in out and "suites:" not in out
+    assert [line.split()[0] for line in lines[1:]] == list(PROBLEMS)
+
+
+def test_list_solvers(capsys):
+    assert cli.main(["list", "solvers"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].startswith("solvers") and "problems:" not in out
+    assert [line.split()[0] for line in lines[1:]] == [s.label for s in DEFAULT_SOLVERS]
+    assert "damping=0.0001" in out
+
+
+def test_list_suites(capsys):
+    assert cli.main(["list", "suites"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0] == "suites:"
+    assert [line.split()[0] for line in lines[1:]] == list(SUITES)
+    for name, problems in SUITES.items():
+        line = next(x for x in lines if x.split()[0] == name)
+        assert f"{len(problems)} problems" in line
+        assert f"{len(SUITE_BUDGETS[name]['seeds'])} seeds" in line
+
+
+def test_list_rejects_unknown_topic(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["list", "datasets"])
+    assert exc.value.code == 2
+    assert "datasets" in capsys.readouterr().err
+
+
+def test_console_script_is_installed():
+    (entry,) = metadata.entry_points(group="console_scripts", name="natgrad")
+    assert entry.value == "natgrad_core.benchmarking.cli:main"
+    script = Path(sys.executable).with_name("natgrad")
+    assert script.is_file(), f"console script not installed next to {Path(sys.executable).name}"
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p)
+    done = subprocess.run(
+        [str(script), "list", "suites"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    for name in SUITES:
+        assert name in done.stdout
+
+
+# ====================================================================================== run
+def test_run_writes_every_run_once(serial):
+    out, stdout = serial
+    assert f"tiny: {N_RUNS} runs, 0 already stored, {N_RUNS} ran, 0 errors" in stdout
+    files = sorted((out / "runs").glob("*.csv"))
+    assert len(files) == N_RUNS
+    table = ResultsStore(out).load()
+    assert list(table.columns) == list(SCHEMA)
+    assert {p.stem for p in files} == set(table["run_key"])
+    runs = table.groupby("run_key")[["problem", "solver", "seed"]].first()
+    assert sorted(map(tuple, runs.to_numpy())) == sorted(
+        (p, s, seed) for p in TINY_PROBLEMS for s in TINY_SOLVERS for seed in TINY_SEEDS
+    )
+    assert (table["n_concurrent"] == 1).all() and (table["blas_threads"] == 1).all()
+    assert (table["status"] == "max_iter").all()
+    assert table.groupby("run_key")["iteration"].max().eq(8).all()
+    assert (out / "cache").is_dir() and len(list((out / "cache").glob("*.npz"))) == 1
+    assert not (out / "index.html").exists()  # --no-report
+
+
+def test_rerun_resumes_and_runs_nothing(serial, tiny_config):
+    out, _ = serial
+    files = sorted((out / "runs").glob("*.csv"))
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in files}
+    code, stdout, stderr = run_cli("run", tiny_config, "--out", out, "--no-report", "--quiet")
+    assert code == 0, stderr
+    assert f"tiny: {N_RUNS} runs, {N_RUNS} already stored, 0 ran, 0 errors" in stdout
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in (out / "runs").glob("*.csv")}
+    assert after == before
+
+
+def test_seeds_option_overrides_config(tiny_config, tmp_path):
+    out = tmp_path / "results"
+    code, stdout, stderr = run_cli(
+        "run", tiny_config, "--out", out, "--seeds", "7", "--no-report", "--quiet"
+    )
+    assert code == 0, stderr
+    assert "tiny: 4 runs, 0 already stored, 4 ran, 0 errors" in stdout
+    assert set(ResultsStore(out).load()["seed"]) == {7}
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["run", "no-such-suite"], "no-such-suite"),
+        (["run", "missing.toml"], "missing.toml"),
+        (["run", "quick", "--n-jobs", "0"], "--n-jobs"),
+        (["run", "quick", "--seeds", "one,two"], "one"),
+        (["run", "quick", "--n-jobs", "2", "--dask", "tcp://127.0.0.1:1"], "--dask"),
+    ],
+)
+def test_run_usage_errors_exit_2(argv, fragment, tmp_path):
+    out = tmp_path / "results"
+    code, _, stderr = run_cli(*argv, "--out", out, "--no-report", "--quiet")
+    assert code == 2
+    assert fragment in stderr
+    assert not out.exists()
+
+
+def test_run_with_two_jobs_matches_serial(serial, tiny_config, tmp_path):
+    out, _ = serial
+    parallel_out = tmp_path / "parallel"
+    code, stdout, stderr = run_cli(
+        "run", tiny_config, "--out", parallel_out, "--n-jobs", "2", "--no-report", "--quiet"
+    )
+    assert code == 0, stderr
+    assert f"tiny: {N_RUNS} runs, 0 already stored, {N_RUNS} ran, 0 errors" in stdout
+    parallel = ResultsStore(parallel_out).load()
+    assert (parallel["n_concurrent"] == 2).all()
+    assert (parallel["blas_threads"] == 1).all()
+    pd.testing.assert_frame_equal(deterministic(parallel), deterministic(ResultsStore(out).load()))
+
+
+def test_compare_prints_a_table(serial):
+    try:
+        from natgrad_core.benchmarking.report import compare  # noqa: F401
+    except ImportError as exc:  # report.py is written separately
+        pytest.skip(f"natgrad_core.benchmarking.report.compare not available: {exc}")
+    out, _ = serial
+    code, stdout, stderr = run_cli("compare", out, out)
+    assert code == 0, stderr
+    lines = stdout.splitlines()
+    assert "problem" in lines[0] and "solver" in lines[0] and "verdict" in lines[0]
+    for name in (*TINY_PROBLEMS, *TINY_SOLVERS):
+        assert name in stdout
+    # a result set compared with itself has changed nowhere
+    assert "better" not in stdout and "worse" not in stdout
+
+
+def test_compare_needs_results(tmp_path):
+    code, _, stderr = run_cli("compare", tmp_path / "nothing", tmp_path)
+    assert code == 2
+    assert "nothing" in stderr
+
+
+def test_run_writes_report_when_available(tiny_config, tmp_path, monkeypatch):
+    """The only run with a report: needs report.build_report (written separately)."""
+    try:
+        from natgrad_core.benchmarking import report
+    except ImportError as exc:
+        pytest.skip(f"natgrad_core.benchmarking.report does not import: {exc}")
+    if not hasattr(report, "build_report"):
+        pytest.skip("natgrad_core.benchmarking.report has no build_report yet")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    config = tmp_path / "one.toml"
+    config.write_text(TINY_TOML.replace("seeds = [0, 1]", "seeds = [0]"))
+    out = tmp_path / "results"
+    code, stdout, stderr = run_cli("run", config, "--out", out, "--quiet")
+    assert code == 0, stderr
+    index = out / "index.html"
+    assert index.is_file() and index.stat().st_size > 0
+    assert f"report: {index}" in stdout
+    # `natgrad report` rebuilds it from the stored runs alone
+    index.unlink()
+    code, stdout, stderr = run_cli("report", "--out", out)
+    assert code == 0, stderr
+    assert index.is_file()
+
+
+def test_report_without_results_fails(tmp_path):
+    try:
+        from natgrad_core.benchmarking import report
+    except ImportError as exc:
+        pytest.skip(f"natgrad_core.benchmarking.report does not import: {exc}")
+    if not hasattr(report, "build_report"):
+        pytest.skip("natgrad_core.benchmarking.report has no build_report yet")
+    code, _, stderr = run_cli("report", "--out", tmp_path)
+    assert code == 1
+    assert "no stored runs" in stderr
+
+
+FILE_TOML = """\
+[run]
+problems = ["iris-file"]
+seeds = [0]
+max_iter = 3
+
+[[problem]]
+name = "iris-file"
+dataset = "file"
+path = "iris.csv"
+format = "csv"
+
+[[solver]]
+label = "gd"
+solver = "gd"
+"""
+
+
+def test_resume_from_another_working_directory(tmp_path, monkeypatch):
+    """The same config, named from two working directories, is the same grid.
+
+    A [[problem]] data path is relative to the config file; how the config's own path was
+    spelled on the command line must not change the run keys, or resuming silently
+    reruns (and duplicates) every run of a file problem.
+    """
+    X, y = datasets.load_iris(return_X_y=True)
+    config_dir = tmp_path / "configs"
+    config_dir.mkdir()
+    np.savetxt(config_dir / "iris.csv", np.c_[X, y], delimiter=",")
+    (config_dir / "file.toml").write_text(FILE_TOML)
+    out = tmp_path / "results"
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = run_cli(
+        "run", Path("configs", "file.toml"), "--out", out, "--no-report", "--quiet"
+    )
+    assert code == 0, stderr
+    assert "file: 1 runs, 0 already stored, 1 ran, 0 errors" in stdout
+    monkeypatch.chdir(config_dir)
+    code, stdout, stderr = run_cli("run", "file.toml", "--out", out, "--no-report", "--quiet")
+    assert code == 0, stderr
+    assert "file: 1 runs, 1 already stored, 0 ran, 0 errors" in stdout
+    assert len(list((out / "runs").glob("*.csv"))) == 1
