@@ -1,0 +1,92 @@
+"""The committed ``results/`` must be reproducible by the code in this commit.
+
+Re-runs a small part of the quick suite and checks that the deterministic columns
+(iterations, oracle counts, losses, statuses) equal the committed rows. When this fails
+after an intended numerical change, regenerate the results with the README's command:
+``rm -rf results/runs results/tables results/figures && natgrad run quick --out results``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from natgrad_core.benchmarking.grid import suite_config
+from natgrad_core.benchmarking.runner import execute
+from natgrad_core.benchmarking.store import ResultsStore
+
+RESULTS = Path(__file__).resolve().parents[2] / "results"
+LOSS_TOL = 1e-10
+EXACT_COLUMNS = [
+    "iteration",
+    "n_loss",
+    "n_grad",
+    "n_fvp",
+    "n_cg_iter",
+    "n_factorizations",
+    "status",
+    "step_status",
+    "n_params",
+    "n_train",
+    "params",
+]
+FLOAT_COLUMNS = ["loss", "suboptimality", "grad_norm", "test_metric"]
+SAMPLE = [
+    ("iris-logistic", "kfac", 0),
+    ("wine-logistic", "exact", 1),
+    ("breast_cancer-logistic", "lbfgs", 2),
+    ("wine-mlp", "cg", 0),
+    ("iris-mlp", "adam", 1),
+    ("iris-mlp", "ekfac", 2),
+]
+
+
+@pytest.fixture(scope="module")
+def committed():
+    frame = ResultsStore(RESULTS).load()
+    if frame.empty:
+        pytest.fail(f"no committed results under {RESULTS / 'runs'}; run `natgrad run quick`")
+    return frame
+
+
+def test_committed_results_cover_the_quick_suite(committed):
+    config = suite_config("quick")
+    expected = {
+        (p.name, s.label, seed)
+        for p in config.problems
+        for s in config.solvers
+        for seed in config.seeds
+    }
+    got = set(committed.groupby(["problem", "solver", "seed"]).size().index)
+    assert got == expected
+    assert set(committed["status"]) <= {"converged", "target", "max_iter", "stalled"}
+
+
+@pytest.mark.parametrize(("problem", "solver", "seed"), SAMPLE)
+def test_rerun_reproduces_committed_rows(committed, tmp_path, problem, solver, seed):
+    spec = next(
+        s
+        for s in suite_config("quick").specs()
+        if (s.problem.name, s.solver.label, s.seed) == (problem, solver, seed)
+    )
+    old = (
+        committed[
+            (committed.problem == problem) & (committed.solver == solver) & (committed.seed == seed)
+        ]
+        .sort_values("iteration")
+        .reset_index(drop=True)
+    )
+    new = execute(spec, cache_dir=tmp_path).reset_index(drop=True)
+    assert len(new) == len(old), f"{problem}/{solver}/{seed}: iteration count changed"
+    for col in EXACT_COLUMNS:
+        assert new[col].astype(str).tolist() == old[col].astype(str).tolist(), col
+    for col in FLOAT_COLUMNS:
+        np.testing.assert_allclose(
+            new[col].to_numpy(float),
+            old[col].to_numpy(float),
+            rtol=LOSS_TOL,
+            atol=LOSS_TOL,
+            err_msg=col,
+        )
