@@ -132,7 +132,7 @@ def _gradient_time(objective, theta, repeats: int = 5) -> float:
     """Median wall time of one uncounted full gradient evaluation (the cost unit)."""
     times = []
     for _ in range(repeats):
-        objective._cached_theta = None  # force a fresh forward pass each time
+        objective.clear_cache()  # force a fresh forward pass each time
         t0 = time.perf_counter()
         objective.loss_and_grad(theta, count=False)
         times.append(time.perf_counter() - t0)

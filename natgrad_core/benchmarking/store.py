@@ -71,6 +71,9 @@ SCHEMA: dict[str, tuple[str, str]] = {
 }
 
 
+_STRING_DTYPES = {col: str for col, (dtype, _) in SCHEMA.items() if dtype == "str"}
+
+
 def conform(frame: pd.DataFrame) -> pd.DataFrame:
     """Order and type the columns as in :data:`SCHEMA`; raise if any is missing."""
     missing = [c for c in SCHEMA if c not in frame.columns]
@@ -122,7 +125,14 @@ class ResultsStore:
         if not paths:
             return conform(pd.DataFrame({c: [] for c in SCHEMA}))
         frame = pd.concat(
-            [pd.read_csv(p, keep_default_na=False, na_values=["", "NaN", "nan"]) for p in paths],
+            [
+                # string columns must stay strings: a hex key like "14e597284008" would
+                # otherwise parse as the float 14·10^597284008 = inf
+                pd.read_csv(
+                    p, keep_default_na=False, na_values=["", "NaN", "nan"], dtype=_STRING_DTYPES
+                )
+                for p in paths
+            ],
             ignore_index=True,
         )
         versions = {int(v) for v in frame["schema_version"].unique()}

@@ -118,6 +118,11 @@ class Objective:
     def weight_mask(self) -> Array:
         return self._mask
 
+    def clear_cache(self) -> None:
+        """Forget the memoized forward pass (so the next evaluation recomputes it)."""
+        self._cached_theta = None
+        self._cached_forward = None
+
     def forward(self, theta: Array):
         """Forward pass at ``theta``, memoized for the last ``theta`` seen."""
         if self._cached_theta is None or not np.array_equal(self._cached_theta, theta):

@@ -62,7 +62,7 @@ def test_gradient(benchmark, problem):
     size, _, objective, theta, _ = problem
 
     def grad():
-        objective._cached_theta = None  # a fresh forward pass every time
+        objective.clear_cache()  # a fresh forward pass every time
         return objective.loss_and_grad(theta, count=False)
 
     loss, g = benchmark(grad)
@@ -149,7 +149,7 @@ def test_one_step(benchmark, problem, solver):
         state = opt.init(objective, theta)
 
         def step():
-            objective._cached_theta = None
+            objective.clear_cache()
             return opt.step(objective, theta, state)
 
         new_theta, _, _ = benchmark(step)
