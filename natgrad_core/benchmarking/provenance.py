@@ -96,7 +96,14 @@ def provenance(config=None) -> dict:
         natgrad_version = metadata.version("natgrad")
     except metadata.PackageNotFoundError:
         natgrad_version = None
-    status = _git("status", "--porcelain")
+    # dirty = the code differs from the commit; the results being written are not code
+    status = _git(
+        "status",
+        "--porcelain",
+        "--",
+        str(_PACKAGE_DIR),
+        str(_PACKAGE_DIR.parent / "pyproject.toml"),
+    )
     return {
         "natgrad": natgrad_version,
         "code_version": code_version(),
