@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -91,7 +91,6 @@ class Problem:
     path: str = ""
     format: str = ""
     label_column: int = -1
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self):
         if self.dataset not in (*BUNDLED, "synthetic", "file"):
@@ -138,7 +137,6 @@ class Problem:
         and the SHA-256 of its bytes, so run keys follow the data, not how a path was typed."""
         d = asdict(self)
         d["hidden"] = list(self.hidden)
-        d.pop("extra")
         if self.dataset == "file":
             path = Path(self.path)
             d["path"] = path.name
@@ -283,7 +281,7 @@ def get_problem(name: str) -> Problem:
 
 def problem_from_dict(spec: dict) -> Problem:
     """A problem from a config table (e.g. ``[[problem]]`` in TOML); unknown keys raise."""
-    allowed = set(Problem.__dataclass_fields__) - {"extra"}
+    allowed = set(Problem.__dataclass_fields__)
     unknown = set(spec) - allowed
     if unknown:
         raise ValueError(

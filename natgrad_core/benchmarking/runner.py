@@ -18,7 +18,7 @@ import json
 import time
 import traceback
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -88,7 +88,6 @@ class RunSpec:
     tol: float = 1e-10
     batch_size: int | None = None
     fidelity: bool = True
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     def config(self) -> dict:
         return {

@@ -19,30 +19,10 @@ from natgrad_core.benchmarking import cli
 from natgrad_core.benchmarking.grid import DEFAULT_SOLVERS, SUITE_BUDGETS
 from natgrad_core.benchmarking.problems import PROBLEMS, SUITES
 from natgrad_core.benchmarking.store import SCHEMA, ResultsStore
+from tests.benchmarking.tiny import TINY_PROBLEMS, TINY_SEEDS, TINY_SOLVERS, TINY_TOML
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-TINY_TOML = """\
-[run]
-problems = ["iris-logistic", "iris-mlp"]
-seeds = [0, 1]
-max_iter = 8
-time_limit = 30
-fidelity = true
-
-[[solver]]
-label = "gd-armijo"
-solver = "gd"
-step = "armijo"
-
-[[solver]]
-label = "kfac-quadratic"
-solver = "kfac"
-step = "quadratic"
-"""
-TINY_PROBLEMS = ("iris-logistic", "iris-mlp")
-TINY_SOLVERS = ("gd-armijo", "kfac-quadratic")
-TINY_SEEDS = (0, 1)
 N_RUNS = len(TINY_PROBLEMS) * len(TINY_SOLVERS) * len(TINY_SEEDS)
 # Columns allowed to differ between two executions of the same runs.
 NONDETERMINISTIC = ["time", "grad_time", "n_concurrent", "blas_threads"]

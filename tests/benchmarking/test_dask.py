@@ -15,27 +15,10 @@ import pytest
 
 from natgrad_core.benchmarking.grid import load_config, run_grid
 from natgrad_core.benchmarking.store import ResultsStore
+from tests.benchmarking.tiny import TINY_TOML
 
 distributed = pytest.importorskip("dask.distributed")
 
-TINY_TOML = """\
-[run]
-problems = ["iris-logistic", "iris-mlp"]
-seeds = [0, 1]
-max_iter = 8
-time_limit = 30
-fidelity = true
-
-[[solver]]
-label = "gd-armijo"
-solver = "gd"
-step = "armijo"
-
-[[solver]]
-label = "kfac-quadratic"
-solver = "kfac"
-step = "quadratic"
-"""
 N_RUNS = 8
 GUARD_SECONDS = 90
 NONDETERMINISTIC = ["time", "grad_time", "n_concurrent", "blas_threads"]
