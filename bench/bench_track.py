@@ -8,7 +8,8 @@ as in the report's "best known" reference), seeds 0, 1, 2, at most 100 iteration
 counting as +∞; a median of +∞ is reported as NaN, which asv shows as n/a (the solver
 does not reach ε within the budget).
 
-Definitions (as in ``natgrad_core.benchmarking.report``):
+Definitions — the report's own, from ``natgrad_core.benchmarking.report.run_metrics``
+(one definition for the tables and for asv), except the budget metric:
 
 iterations to ε          first iteration with F − F* ≤ ε (``EPS``: 1e-6 on iris-logistic,
                          1e-4 on wine-mlp)
@@ -26,6 +27,13 @@ import numpy as np
 from . import common
 from .common import SOLVER_LABELS
 
+try:  # the report's per-run metrics; before they were public, these benchmarks skip
+    import pandas as pd
+
+    from natgrad_core.benchmarking.report import run_metrics
+except ImportError:
+    run_metrics = None
+
 PROBLEMS = ("iris-logistic", "wine-mlp")
 SEEDS = (0, 1, 2)
 MAX_ITER = 100
@@ -35,45 +43,33 @@ TIME_LIMIT = 10.0
 # its best-known F* mixes the local minima of different seeds: 1e-6 is out of reach there).
 EPS = {"iris-logistic": 1e-6, "wine-mlp": 1e-4}
 BUDGET = 25
-FVP_COST = 2
 
 
-def _with_best_known(frames):
-    """Fill suboptimality of non-convex runs from the best finite loss of the problem."""
-    finite = [f["loss"][np.isfinite(f["loss"])] for f in frames]
-    best = min((float(s.min()) for s in finite if len(s)), default=np.nan)
-    out = []
-    for f in frames:
-        if not bool(f["convex"].iloc[0]):
-            f = f.assign(suboptimality=f["loss"] - best)
-        out.append(f)
-    return out
-
-
-def _run_metrics(f, eps: float) -> dict:
-    """The tracked metrics of one run (execute's frame, iterations in order)."""
-    nan = float("nan")
-    if f["status"].iloc[0] in ("error", "skipped") or len(f) < 2:
-        return dict.fromkeys(
-            ("iterations", "oracle_calls", "suboptimality", "fidelity_gap", "cost"), nan
+def _per_run(frames, eps: float) -> dict:
+    """{run_key: {metric: value}} for the runs of one problem (report definitions)."""
+    frame = pd.concat(frames, ignore_index=True)
+    runs, crossing = run_metrics(frame, (eps,))
+    crossing = crossing.set_index("run_key")
+    out = {}
+    for key, run in runs.iterrows():
+        f = frame[frame["run_key"] == key].sort_values("iteration")
+        failed = run["status"] in ("error", "skipped") or len(f) < 2
+        # the report fills "best known" suboptimality; read it back for the budget metric
+        sub = (
+            f["loss"] - frame["loss"][np.isfinite(frame["loss"])].min()
+            if not bool(f["convex"].iloc[0])
+            else f["suboptimality"]
         )
-    f = f.sort_values("iteration")
-    sub = f["suboptimality"].to_numpy(dtype=float)
-    calls = (f["n_grad"] + f["n_loss"] + FVP_COST * f["n_fvp"]).to_numpy(dtype=float)
-    hit = np.flatnonzero(sub <= eps)
-    at_budget = f[f["iteration"] <= BUDGET]["suboptimality"].to_numpy(dtype=float)
-    last = f.iloc[-1]
-    steps = float(last["iteration"])
-    grad_time = float(last["grad_time"])
-    fid = f["fidelity"].to_numpy(dtype=float)
-    fid = fid[np.isfinite(fid)]
-    return {
-        "iterations": float(f["iteration"].iloc[hit[0]]) if hit.size else np.inf,
-        "oracle_calls": float(calls[hit[0]]) if hit.size else np.inf,
-        "suboptimality": max(float(at_budget[-1]), 0.0) if at_budget.size else nan,
-        "fidelity_gap": max(float(np.mean(1.0 - fid)), 0.0) if fid.size else nan,
-        "cost": float(last["time"]) / steps / grad_time if steps > 0 and grad_time > 0 else nan,
-    }
+        at_budget = sub[f["iteration"] <= BUDGET].to_numpy(dtype=float)
+        nan = float("nan")
+        out[key] = {
+            "iterations": nan if failed else float(crossing.loc[key, "iterations_to_eps"]),
+            "oracle_calls": nan if failed else float(crossing.loc[key, "oracle_calls_to_eps"]),
+            "suboptimality": max(float(at_budget[-1]), 0.0) if at_budget.size else nan,
+            "fidelity_gap": max(1.0 - float(run["mean_fidelity"]), 0.0),
+            "cost": float(run["cost_per_step"]),
+        }
+    return out
 
 
 class Convergence:
@@ -87,7 +83,7 @@ class Convergence:
         """{(problem, solver): {metric: median over seeds}}; empty when the runner is missing
         at this commit (every track_ benchmark then skips). Never None: asv passes a None
         cache to no method."""
-        if common.execute is None or common.DEFAULT_SOLVERS is None:
+        if common.execute is None or common.DEFAULT_SOLVERS is None or run_metrics is None:
             return {}
         metrics = {}
         for pname in PROBLEMS:
@@ -100,10 +96,9 @@ class Convergence:
                     )
                     for seed in SEEDS
                 ]
-            flat = _with_best_known([f for frames in runs.values() for f in frames])
-            for label in runs:
-                mine, flat = flat[: len(SEEDS)], flat[len(SEEDS) :]
-                per_seed = [_run_metrics(f, EPS[pname]) for f in mine]
+            per_run = _per_run([f for frames in runs.values() for f in frames], EPS[pname])
+            for label, frames in runs.items():
+                per_seed = [per_run[f["run_key"].iloc[0]] for f in frames]
                 metrics[pname, label] = {
                     key: _median([m[key] for m in per_seed]) for key in per_seed[0]
                 }

@@ -53,6 +53,7 @@ __all__ = [
     "compare",
     "make_figures",
     "performance_profile",
+    "run_metrics",
     "summary_tables",
     "write_html",
     "write_tables",
@@ -161,8 +162,16 @@ def _with_reference(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- per-run metrics
-def _runs(frame: pd.DataFrame, eps: Sequence[float]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-run metrics (index run_key) and per-(run, ε) costs (columns run_key, eps, ...)."""
+def run_metrics(frame: pd.DataFrame, eps: Sequence[float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-run numbers every table, profile and asv track_ benchmark is built from.
+
+    Returns ``(runs, crossing)``. ``runs`` (index run_key): problem, solver, seed,
+    reference, status, final_suboptimality, final_test_metric, cost_per_step (optimizer
+    time per step / time of one gradient evaluation) and mean_fidelity. ``crossing`` (one
+    row per run and ε): time_to_eps, oracle_calls_to_eps (n_grad + n_loss + 2·n_fvp) and
+    iterations_to_eps at the first iteration with suboptimality ≤ ε, +inf if never.
+    Non-convex problems get the "best known" reference of :func:`add_best_known` first.
+    """
     f = _with_reference(frame).sort_values(["run_key", "iteration"], kind="stable")
     f = f.assign(oracle_calls=f["n_grad"] + f["n_loss"] + FVP_COST * f["n_fvp"])
     by_run = f.groupby("run_key", sort=True)
@@ -266,7 +275,7 @@ def summary_tables(
         ``test_metric`` (columns problem, solver, median, q25, q75, n_runs); and
         ``status`` (problem, solver, n_runs and the number of runs per status).
     """
-    runs, crossing = _runs(frame, eps)
+    runs, crossing = run_metrics(frame, eps)
     tables = {name: _to_eps_table(crossing, name) for name in MEASURES.values()}
     tables["final_suboptimality"] = _final_table(runs, "final_suboptimality", reference=True)
     tables["cost_per_step"] = _final_table(runs, "cost_per_step")
@@ -287,7 +296,7 @@ def _median_cost(frame: pd.DataFrame, eps: float, measure: str) -> pd.DataFrame:
     """problem x solver matrix of the median (over seeds) cost to reach ε (+inf if not)."""
     if measure not in MEASURES:
         raise ValueError(f"measure must be one of {list(MEASURES)}, got {measure!r}.")
-    _, crossing = _runs(frame, (eps,))
+    _, crossing = run_metrics(frame, (eps,))
     med = _spread(crossing.groupby(_KEYS)[MEASURES[measure]])["median"]
     solvers = sorted(frame["solver"].unique())
     return med.unstack("solver").reindex(columns=solvers).fillna(np.inf)
@@ -948,7 +957,7 @@ def compare(
     both = add_best_known(both)
     metrics = {}
     for side, part in both.groupby("_side"):
-        runs, crossing = _runs(part.drop(columns="_side"), (eps,))
+        runs, crossing = run_metrics(part.drop(columns="_side"), (eps,))
         per = {
             "time": _spread(crossing.groupby(_KEYS)["time_to_eps"])["median"],
             "oracle_calls": _spread(crossing.groupby(_KEYS)["oracle_calls_to_eps"])["median"],
