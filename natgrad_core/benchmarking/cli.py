@@ -77,6 +77,8 @@ def _cmd_run(args) -> int:
         )
         return 2
     out = Path(args.out)
+    if args.fresh:
+        _clear_results(out)
     store = ResultsStore(out)
     cache = out / "cache"
     summary = run_grid(
@@ -101,6 +103,15 @@ def _cmd_run(args) -> int:
     if not args.no_report:
         _report(out, config.to_dict())
     return 1 if summary.n_errors else 0
+
+
+def _clear_results(out: Path) -> None:
+    """Remove stored runs and the report (not the reference cache or asv's results)."""
+    import shutil
+
+    for name in ("runs", "tables", "figures"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    (out / "index.html").unlink(missing_ok=True)
 
 
 def _cmd_report(args) -> int:
@@ -148,6 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seeds", help="comma-separated seeds overriding the configuration")
     p.add_argument("--no-report", action="store_true", help="skip tables/figures/HTML")
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="delete stored runs and the report first (regenerate, not resume)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("report", help="tables, figures and HTML from stored results")

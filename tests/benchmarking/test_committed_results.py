@@ -3,7 +3,7 @@
 Re-runs a small part of the quick suite and checks that the deterministic columns
 (iterations, oracle counts, losses, statuses) equal the committed rows. When this fails
 after an intended numerical change, regenerate the results with the README's command:
-``rm -rf results/runs results/tables results/figures && natgrad run quick --out results``.
+``natgrad run --fresh``.
 """
 
 from __future__ import annotations
