@@ -22,12 +22,14 @@ __all__ = ["CGResult", "ImplicitFisher", "conjugate_gradient"]
 
 class CGResult(NamedTuple):
     """x : solution; n_iter : iterations run; residual : final ‖b − A x‖ / ‖b‖;
-    converged : whether ``residual <= rtol``."""
+    converged : whether ``residual <= rtol``; reason : "converged", "max_iter" or
+    "nonpositive_curvature" (a direction with pᵀAp ≤ 0: A is singular or indefinite)."""
 
     x: Array
     n_iter: int
     residual: float
     converged: bool
+    reason: str = "converged"
 
 
 def conjugate_gradient(matvec, b: Array, x0=None, rtol=1e-10, maxiter=None, precond=None):
@@ -54,11 +56,13 @@ def conjugate_gradient(matvec, b: Array, x0=None, rtol=1e-10, maxiter=None, prec
     ry = float(r @ y)
     res = float(np.linalg.norm(r)) / b_norm
     n_iter = 0
+    reason = "max_iter"
     while res > rtol and n_iter < maxiter:
         Ap = matvec(p)
         pAp = float(p @ Ap)
         n_iter += 1
         if pAp <= 0.0:
+            reason = "nonpositive_curvature"
             break
         step = ry / pAp
         x += step * p
@@ -68,7 +72,8 @@ def conjugate_gradient(matvec, b: Array, x0=None, rtol=1e-10, maxiter=None, prec
         p = y + (ry_new / ry) * p
         ry = ry_new
         res = float(np.linalg.norm(r)) / b_norm
-    return CGResult(x, n_iter, res, res <= rtol)
+    converged = res <= rtol
+    return CGResult(x, n_iter, res, converged, "converged" if converged else reason)
 
 
 class ImplicitFisher(CurvatureOperator):
@@ -87,7 +92,8 @@ class ImplicitFisher(CurvatureOperator):
         Its ``solve(r, damping)`` is used as M⁻¹ (e.g. DiagonalFisher or KFAC).
 
     After a solve, ``last_cg`` holds the :class:`CGResult`; ``status`` is "max_cg_iter"
-    when CG hit its cap before reaching ``cg_rtol``.
+    when CG hit its cap before reaching ``cg_rtol`` and "cg_nonpositive_curvature" when it
+    met a direction of zero curvature (singular Fisher with zero damping).
     """
 
     def __init__(
@@ -150,7 +156,11 @@ class ImplicitFisher(CurvatureOperator):
         )
         self.objective.counts.n_cg_iter += result.n_iter
         self.last_cg = result
-        self.status = "ok" if result.converged else "max_cg_iter"
+        self.status = {
+            "converged": "ok",
+            "max_iter": "max_cg_iter",
+            "nonpositive_curvature": "cg_nonpositive_curvature",
+        }[result.reason]
         return result.x
 
     def solve(self, v, damping: float = 0.0, x0=None) -> Array:
