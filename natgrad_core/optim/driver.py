@@ -96,6 +96,9 @@ class _Run:
     def record(self, theta, iteration, info: StepInfo | None):
         with np.errstate(all="ignore"):
             loss, grad = self.objective.loss_and_grad(theta, count=False)
+        # the optimizer must not find this forward pass memoized: its next step would skip
+        # work it really has to do, and the clock would under-count it
+        self.objective.clear_cache()
         grad_norm = float(np.max(np.abs(grad))) if np.all(np.isfinite(grad)) else np.inf
         row = {
             "iteration": iteration,
