@@ -30,9 +30,9 @@ from .common import SOLVER_LABELS
 try:  # the report's per-run metrics; before they were public, these benchmarks skip
     import pandas as pd
 
-    from natgrad_core.benchmarking.report import run_metrics
+    from natgrad_core.benchmarking.report import add_best_known, run_metrics
 except ImportError:
-    run_metrics = None
+    add_best_known = run_metrics = None
 
 PROBLEMS = ("iris-logistic", "wine-mlp")
 SEEDS = (0, 1, 2)
@@ -47,21 +47,15 @@ BUDGET = 25
 
 def _per_run(frames, eps: float) -> dict:
     """{run_key: {metric: value}} for the runs of one problem (report definitions)."""
-    frame = pd.concat(frames, ignore_index=True)
+    frame = add_best_known(pd.concat(frames, ignore_index=True))
     runs, crossing = run_metrics(frame, (eps,))
     crossing = crossing.set_index("run_key")
+    nan = float("nan")
     out = {}
-    for key, run in runs.iterrows():
-        f = frame[frame["run_key"] == key].sort_values("iteration")
+    for key, f in frame.groupby("run_key", sort=False):
+        run = runs.loc[key]
         failed = run["status"] in ("error", "skipped") or len(f) < 2
-        # the report fills "best known" suboptimality; read it back for the budget metric
-        sub = (
-            f["loss"] - frame["loss"][np.isfinite(frame["loss"])].min()
-            if not bool(f["convex"].iloc[0])
-            else f["suboptimality"]
-        )
-        at_budget = sub[f["iteration"] <= BUDGET].to_numpy(dtype=float)
-        nan = float("nan")
+        at_budget = f.loc[f["iteration"] <= BUDGET, "suboptimality"].to_numpy(dtype=float)
         out[key] = {
             "iterations": nan if failed else float(crossing.loc[key, "iterations_to_eps"]),
             "oracle_calls": nan if failed else float(crossing.loc[key, "oracle_calls_to_eps"]),

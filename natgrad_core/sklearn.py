@@ -150,8 +150,8 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
         model = self._make_model(X.shape[1], len(self.classes_))
         optimizer = self._make_optimizer(int(seeds[0]))
         batch_size = None if self.batch_size is None else min(int(self.batch_size), X.shape[0])
-        if self.solver == "lbfgs":
-            batch_size = None  # full-batch method; ignored, as MLPClassifier does
+        if optimizer.full_batch_only:
+            batch_size = None  # ignored by full-batch methods, as MLPClassifier does
         last_finite = {}
 
         def keep_finite(theta, row):

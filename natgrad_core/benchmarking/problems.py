@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -44,13 +44,20 @@ class ProblemData:
     X_test: np.ndarray
     y_test: np.ndarray
     model: MLP
+    _hash: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def alpha(self) -> float:
         return self.problem.alpha
 
     def content_hash(self) -> str:
-        """SHA-256 of the training data, the model description and the L2 strength."""
+        """SHA-256 of the training data, the model description and the L2 strength
+        (computed once per loaded problem: hashing 100k x 1000 floats takes a second)."""
+        if self._hash is None:
+            self._hash = self._compute_hash()
+        return self._hash
+
+    def _compute_hash(self) -> str:
         h = hashlib.sha256()
         for arr in (self.X_train, self.y_train):
             a = np.ascontiguousarray(arr)
@@ -163,6 +170,15 @@ class Problem:
         return _read_file(self.path, self.format, self.label_column)
 
     def load(self) -> ProblemData:
+        """Arrays and model, built once per process and problem and then shared by every
+        run of it (the arrays must not be modified). A data file is re-read if it changed."""
+        stamp = None
+        if self.dataset == "file":
+            stat = Path(self.path).stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        return _load(self, stamp)
+
+    def _build(self) -> ProblemData:
         X, y = self._raw()
         X = np.asarray(X, dtype=np.float64)
         _, y = np.unique(np.asarray(y), return_inverse=True)
@@ -183,6 +199,11 @@ class Problem:
             model = MLP(n_features, n_features, self.hidden, self.activation, "gaussian")
             y_tr, y_te = X_tr, X_te
         return ProblemData(self, X_tr, y_tr, X_te, y_te, model)
+
+
+@lru_cache(maxsize=2)
+def _load(problem: Problem, stamp) -> ProblemData:
+    return problem._build()
 
 
 @lru_cache(maxsize=64)
@@ -250,25 +271,17 @@ def _registry() -> dict[str, Problem]:
 
 PROBLEMS: dict[str, Problem] = _registry()
 
+_QUICK = [
+    "breast_cancer-logistic",
+    "wine-logistic",
+    "iris-logistic",
+    "digits-logistic",
+    "wine-mlp",
+    "iris-mlp",
+]
 SUITES: dict[str, list[str]] = {
-    "quick": [
-        "breast_cancer-logistic",
-        "wine-logistic",
-        "iris-logistic",
-        "digits-logistic",
-        "wine-mlp",
-        "iris-mlp",
-    ],
-    "full": [
-        "breast_cancer-logistic",
-        "wine-logistic",
-        "iris-logistic",
-        "digits-logistic",
-        "wine-mlp",
-        "iris-mlp",
-        "digits-mlp",
-        "digits-autoencoder",
-    ],
+    "quick": _QUICK,
+    "full": [*_QUICK, "digits-mlp", "digits-autoencoder"],
     "scaling": [name for name in PROBLEMS if name.startswith("synthetic-")],
 }
 

@@ -73,6 +73,9 @@ def _newton(data: ProblemData) -> Reference:
     return Reference("exact", res.loss, res.theta, res.grad_norm)
 
 
+_SOLVED: dict[str, Reference] = {}
+
+
 def reference_solution(data: ProblemData, cache_dir: str | Path | None = None) -> Reference:
     """The reference optimum of a convex problem (cached), or kind="none" otherwise."""
     if not data.problem.convex:
@@ -83,7 +86,10 @@ def reference_solution(data: ProblemData, cache_dir: str | Path | None = None) -
         if path.is_file():
             with np.load(path) as f:
                 return Reference("exact", float(f["loss"]), f["theta"], float(f["grad_norm"]))
-    ref = _newton(data)
+    key = data.content_hash()
+    if key not in _SOLVED:  # once per process, also without a cache folder
+        _SOLVED[key] = _newton(data)
+    ref = _SOLVED[key]
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp.npz")

@@ -160,8 +160,10 @@ class _Recorder:
         self.fidelity = spec.fidelity and small
 
     def _fidelity(self, theta, damping) -> float:
+        if not self.fidelity:
+            return np.nan
         prev, self.previous = self.previous, theta.copy()
-        if not self.fidelity or prev is None:
+        if prev is None:
             return np.nan
         step = theta - prev
         if not np.any(step):

@@ -116,12 +116,9 @@ class ResultsStore:
             raise
         return final
 
-    def load(self, keys=None) -> pd.DataFrame:
-        """All stored rows (or those of ``keys``), schema-checked."""
+    def load(self) -> pd.DataFrame:
+        """All stored rows, schema-checked."""
         paths = sorted(self.runs_dir.glob("*.csv")) if self.runs_dir.is_dir() else []
-        if keys is not None:
-            keys = set(keys)
-            paths = [p for p in paths if p.stem in keys]
         if not paths:
             return conform(pd.DataFrame({c: [] for c in SCHEMA}))
         frame = pd.concat(

@@ -11,7 +11,7 @@ from .base import (
 from .dense import DenseFisher, class_block_fisher
 from .diagonal import DiagonalFisher
 from .implicit import CGResult, ImplicitFisher, conjugate_gradient
-from .kfac import EKFAC, KFAC, KFACDamping, KFACFactors, kfac_factors
+from .kfac import EKFAC, KFAC, KFACDamping, KFACFactors, factors_from_statistics, kfac_factors
 
 __all__ = [
     # operators
@@ -31,6 +31,7 @@ __all__ = [
     "CGResult",
     "class_block_fisher",
     "conjugate_gradient",
+    "factors_from_statistics",
     "kfac_factors",
     "layer_statistics",
     "output_factors",

@@ -112,7 +112,6 @@ class ImplicitFisher(CurvatureOperator):
         self.fisher_type = parse_fisher_type(fisher_type)
         self.theta = np.asarray(theta, dtype=self.dtype)
         self.cache = objective.forward(self.theta)
-        self._lam_outputs = None
         if self.fisher_type is not FisherType.EXACT:
             self._U = output_factors(
                 objective, self.theta, self.fisher_type, mc_samples, random_state

@@ -37,7 +37,14 @@ from .._validation import check_choice, warn_singular
 from ._linalg import SymmetricSolver, syrk_t
 from .base import CurvatureOperator, layer_statistics, parse_fisher_type
 
-__all__ = ["EKFAC", "KFAC", "KFACDamping", "KFACFactors", "kfac_factors"]
+__all__ = [
+    "EKFAC",
+    "KFAC",
+    "KFACDamping",
+    "KFACFactors",
+    "factors_from_statistics",
+    "kfac_factors",
+]
 
 
 class KFACDamping(str, Enum):
@@ -53,7 +60,8 @@ class KFACFactors(NamedTuple):
     G: list
 
 
-def _factors_from_statistics(inputs, grads) -> KFACFactors:
+def factors_from_statistics(inputs, grads) -> KFACFactors:
+    """K-FAC factors from :func:`~natgrad_core.curvature.base.layer_statistics` output."""
     n = inputs[0].shape[0]
     A = [syrk_t(a, alpha=1.0 / n) for a in inputs]
     G = [syrk_t(g.reshape(-1, g.shape[-1]), alpha=1.0 / n) for g in grads]
@@ -64,7 +72,7 @@ def kfac_factors(
     objective, theta: Array, fisher_type="exact", mc_samples: int = 1, random_state: Seed = None
 ) -> KFACFactors:
     """The K-FAC factors of the mean Fisher at ``theta``."""
-    return _factors_from_statistics(
+    return factors_from_statistics(
         *layer_statistics(
             objective, theta, parse_fisher_type(fisher_type), mc_samples, random_state
         )
@@ -111,7 +119,6 @@ class KFAC(CurvatureOperator):
         # √N on each factor keeps every damping mode's matrix equal to N × the mean one
         root = np.sqrt(self.scale)
         self.factors = KFACFactors([root * A for A in factors.A], [root * G for G in factors.G])
-        self.l2 = self.scale * objective.l2
         self._eig = None
         self._factor_solvers: dict = {}
 
@@ -222,7 +229,8 @@ class EKFAC(KFAC):
 
     The eigenbasis comes from ``basis`` (the ``eigendecompositions()`` of an earlier
     operator, to refresh it rarely), from ``factors`` (e.g. moving averages), or from the
-    current batch; the scalings ``s`` always come from the current batch.
+    current batch; the scalings ``s`` always come from the current batch (``statistics``:
+    the ``layer_statistics`` of that batch, if the caller already has them).
     """
 
     def __init__(
@@ -235,12 +243,15 @@ class EKFAC(KFAC):
         reduction: str = "mean",
         factors: KFACFactors | None = None,
         basis: list | None = None,
+        statistics: tuple | None = None,
     ):
-        inputs, grads = layer_statistics(
-            objective, theta, parse_fisher_type(fisher_type), mc_samples, random_state
-        )
+        if statistics is None:
+            statistics = layer_statistics(
+                objective, theta, parse_fisher_type(fisher_type), mc_samples, random_state
+            )
+        inputs, grads = statistics
         if factors is None:
-            factors = _factors_from_statistics(inputs, grads)
+            factors = factors_from_statistics(inputs, grads)
         super().__init__(
             objective, theta, damping_mode="exact", reduction=reduction, factors=factors
         )
@@ -266,7 +277,12 @@ class EKFAC(KFAC):
 
     def _to_dense(self):
         blocks = [
-            np.kron(QA, QG) @ np.diag(s.ravel()) @ np.kron(QA, QG).T
+            _sandwich(np.kron(QA, QG), s.ravel())
             for (_, QA, _, QG), s in zip(self.eigendecompositions(), self.scalings)
         ]
         return block_diag(*blocks) + self.l2 * np.eye(self.n_params, dtype=self.dtype)
+
+
+def _sandwich(Q: Array, d: Array) -> Array:
+    """Q diag(d) Qᵀ."""
+    return (Q * d) @ Q.T

@@ -102,28 +102,28 @@ class Categorical(OutputDistribution):
         return logsumexp(z, axis=1) - np.einsum("nk,nk->n", Y, z)
 
     def grad(self, z, Y):
-        return softmax(z, axis=-1) - Y
+        return self.predict(z) - Y
 
     def predict(self, z):
         return softmax(z, axis=-1)
 
     def lam(self, z):
-        p = softmax(z, axis=1)
+        p = self.predict(z)
         return p[:, :, None] * np.eye(z.shape[1], dtype=z.dtype) - p[:, :, None] * p[:, None, :]
 
     def lam_mv(self, z, U):
-        p = softmax(z, axis=1)
+        p = self.predict(z)
         return p * U - p * np.einsum("nk,nk->n", p, U)[:, None]
 
     def sqrt_lam(self, z):
         # M = diag(√p) − p √pᵀ satisfies M Mᵀ = diag(p) − p pᵀ because Σ p = 1;
         # column c is √p_c (e_c − p): the output gradient of label c, weighted by √p_c.
-        p = softmax(z, axis=1)
+        p = self.predict(z)
         sp = np.sqrt(p)
         return sp[:, :, None] * np.eye(z.shape[1], dtype=z.dtype) - p[:, :, None] * sp[:, None, :]
 
     def sample(self, z, rng, n_draws):
-        p = softmax(z, axis=1)
+        p = self.predict(z)
         cum = np.cumsum(p, axis=1)
         u = rng.random((n_draws, z.shape[0], 1))
         labels = np.minimum((u > cum[None]).sum(axis=2), z.shape[1] - 1)

@@ -15,8 +15,7 @@ from scipy.optimize import minimize as scipy_minimize
 
 from .._validation import check_nonnegative, check_positive, check_positive_int
 from .base import Optimizer, StepInfo
-from .natural_gradient import _exact_products
-from .steps import LevenbergMarquardt, QuadraticModel, StepContext, get_step_rule
+from .steps import get_step_rule, take_step
 
 __all__ = ["LBFGS", "Adam", "GradientDescent", "Momentum"]
 
@@ -34,7 +33,7 @@ class GradientDescent(Optimizer):
     def __init__(self, learning_rate: float = 0.1, step="fixed"):
         self.learning_rate = check_positive(learning_rate, "learning_rate")
         self.step_rule = get_step_rule(step, self.learning_rate)
-        if isinstance(self.step_rule, (LevenbergMarquardt, QuadraticModel)):
+        if self.step_rule.adapts_damping:
             raise ValueError(
                 f"gradient descent has no damping to adapt; step must be 'fixed', 'armijo' "
                 f"or 'kl', got {self.step_rule.name!r}."
@@ -45,13 +44,9 @@ class GradientDescent(Optimizer):
 
     def step(self, objective, theta, state):
         loss, grad = objective.loss_and_grad(theta)
-        fvp = fisher_vp = None
-        if self.step_rule.needs_curvature:
-            fvp, fisher_vp = _exact_products(objective, theta)
-        ctx = StepContext(objective, theta, loss, grad, -grad, 0.0, fvp, fisher_vp)
-        delta, rule_state, extra = self.step_rule(ctx, state.rule)
-        status = extra.pop("step_status", "ok")
-        info = StepInfo(loss, float(extra.pop("step_size", 1.0)), 0.0, status, extra)
+        delta, rule_state, info = take_step(
+            self.step_rule, state.rule, objective, theta, loss, grad, -grad, 0.0
+        )
         return theta + delta, GDState(state.count + 1, rule_state), info
 
 

@@ -35,12 +35,12 @@ from ..curvature import (
     DiagonalFisher,
     ImplicitFisher,
     KFACFactors,
-    kfac_factors,
+    layer_statistics,
     parse_fisher_type,
 )
-from ..curvature.kfac import KFACDamping
+from ..curvature.kfac import KFACDamping, factors_from_statistics
 from .base import Optimizer, StepInfo
-from .steps import StepContext, get_step_rule
+from .steps import get_step_rule, take_step
 
 __all__ = ["PRECONDITIONERS", "NaturalGradient", "NGState"]
 
@@ -58,13 +58,6 @@ class NGState(NamedTuple):
     operator: object
     cg_x: Array | None
     seed: int
-
-
-def _exact_products(objective, theta):
-    """(C v, F v) closures on the batch with exact Fisher-vector products (counted)."""
-    op = ImplicitFisher(objective, theta, "exact")
-    l2 = op._penalty_diag()
-    return op._matvec, lambda v: op._matvec(v) - l2 * v
 
 
 class NaturalGradient(Optimizer):
@@ -142,39 +135,41 @@ class NaturalGradient(Optimizer):
 
     # ------------------------------------------------------------------ curvature
     def _kfac_operator(self, objective, theta, state, rng_seed):
-        factors = kfac_factors(objective, theta, self.fisher, self.mc_samples, rng_seed)
         count = state.count + 1
         beta = self.ema_decay
-        if state.factors is None or beta == 0.0:
-            ema = KFACFactors(
-                [(1 - beta) * A for A in factors.A], [(1 - beta) * G for G in factors.G]
-            )
-        else:
-            ema = KFACFactors(
-                [beta * Ea + (1 - beta) * A for Ea, A in zip(state.factors.A, factors.A)],
-                [beta * Eg + (1 - beta) * G for Eg, G in zip(state.factors.G, factors.G)],
-            )
-        correction = 1.0 - beta**count
-        corrected = KFACFactors([A / correction for A in ema.A], [G / correction for G in ema.G])
+        ekfac = self.curvature == "ekfac"
         refresh = state.operator is None or (count - 1) % self.inv_period == 0
+        if not (refresh or ekfac or beta > 0.0):
+            return state.operator, state.factors  # this batch's factors would go unused
+        statistics = layer_statistics(objective, theta, self.fisher, self.mc_samples, rng_seed)
+        ema = state.factors
+        if refresh or beta > 0.0:
+            factors = factors_from_statistics(*statistics)
+            if state.factors is None or beta == 0.0:
+                ema = KFACFactors(
+                    [(1 - beta) * A for A in factors.A], [(1 - beta) * G for G in factors.G]
+                )
+            else:
+                ema = KFACFactors(
+                    [beta * Ea + (1 - beta) * A for Ea, A in zip(state.factors.A, factors.A)],
+                    [beta * Eg + (1 - beta) * G for Eg, G in zip(state.factors.G, factors.G)],
+                )
         if not refresh:
             op = state.operator
-            if self.curvature == "ekfac":
+            if ekfac:
                 op = EKFAC(
                     objective,
                     theta,
-                    self.fisher,
-                    self.mc_samples,
-                    rng_seed,
                     factors=op.factors,
                     basis=op.eigendecompositions(),
+                    statistics=statistics,
                 )
             return op, ema
-        if self.curvature == "ekfac":
-            op = EKFAC(objective, theta, self.fisher, self.mc_samples, rng_seed, factors=corrected)
-        else:
-            op = KFAC(objective, damping_mode=self.kfac_damping.value, factors=corrected)
-        return op, ema
+        correction = 1.0 - beta**count
+        corrected = KFACFactors([A / correction for A in ema.A], [G / correction for G in ema.G])
+        if ekfac:
+            return EKFAC(objective, theta, factors=corrected, statistics=statistics), ema
+        return KFAC(objective, damping_mode=self.kfac_damping.value, factors=corrected), ema
 
     def _precondition(self, objective, theta, grad, damping, state):
         rng_seed = np.random.SeedSequence([state.seed, state.count])
@@ -229,16 +224,8 @@ class NaturalGradient(Optimizer):
         if not np.all(np.isfinite(direction)):
             info = StepInfo(loss, 0.0, damping, "nonfinite_direction", {})
             return theta, state._replace(count=state.count + 1), info
-        if self.step_rule.needs_curvature:
-            fvp, fisher_vp = _exact_products(objective, theta)
-        else:
-            fvp = fisher_vp = None
-        ctx = StepContext(objective, theta, loss, grad, direction, damping, fvp, fisher_vp)
-        delta, rule_state, extra = self.step_rule(ctx, state.rule)
-        if status == "ok":
-            status = extra.pop("step_status", "ok")
-        else:
-            extra.pop("step_status", None)
+        delta, rule_state, info = take_step(
+            self.step_rule, state.rule, objective, theta, loss, grad, direction, damping, status
+        )
         new_state = NGState(state.count + 1, rule_state, factors, operator, cg_x, state.seed)
-        info = StepInfo(loss, float(extra.pop("step_size", 1.0)), damping, status, extra)
         return theta + delta, new_state, info

@@ -9,7 +9,8 @@ from .natural_gradient import PRECONDITIONERS, NaturalGradient
 __all__ = ["SOLVERS", "make_optimizer"]
 
 
-SOLVERS = ("exact", "diag", "kfac", "ekfac", "cg", "gd", "momentum", "adam", "lbfgs")
+_BASELINES = {"gd": GradientDescent, "momentum": Momentum, "adam": Adam, "lbfgs": LBFGS}
+SOLVERS = PRECONDITIONERS + tuple(_BASELINES)
 
 
 def make_optimizer(solver: str, **params) -> Optimizer:
@@ -17,7 +18,6 @@ def make_optimizer(solver: str, **params) -> Optimizer:
     exact | diag | kfac | ekfac | cg, or a baseline gd | momentum | adam | lbfgs."""
     if solver in PRECONDITIONERS:
         return NaturalGradient(curvature=solver, **params)
-    baselines = {"gd": GradientDescent, "momentum": Momentum, "adam": Adam, "lbfgs": LBFGS}
-    if solver not in baselines:
+    if solver not in _BASELINES:
         raise ValueError(f"Unknown solver {solver!r}; expected one of {list(SOLVERS)}.")
-    return baselines[solver](**params)
+    return _BASELINES[solver](**params)

@@ -38,6 +38,8 @@ import numpy as np
 
 from .._typing import Array
 from .._validation import check_nonnegative, check_positive, check_positive_int
+from ..curvature import ImplicitFisher
+from .base import StepInfo
 
 __all__ = [
     "STEP_RULES",
@@ -48,7 +50,9 @@ __all__ = [
     "QuadraticModel",
     "StepContext",
     "StepRule",
+    "exact_products",
     "get_step_rule",
+    "take_step",
 ]
 
 
@@ -65,6 +69,31 @@ class StepContext:
     damping: float
     fvp: Callable[[Array], Array]
     fisher_vp: Callable[[Array], Array]
+
+
+def exact_products(objective, theta):
+    """(C v, F v) closures on the batch with exact Fisher-vector products (counted): the
+    curvature with and without the L2 term."""
+    op = ImplicitFisher(objective, theta, "exact")
+    l2 = op._penalty_diag()
+    return op._matvec, lambda v: op._matvec(v) - l2 * v
+
+
+def take_step(rule, rule_state, objective, theta, loss, grad, direction, damping, status="ok"):
+    """Run ``rule`` along ``direction``; returns ``(delta, rule_state, StepInfo)``.
+
+    ``status`` is the curvature's status; the rule's own ("rejected", …) is reported only
+    when the curvature was fine.
+    """
+    fvp = fisher_vp = None
+    if rule.needs_curvature:
+        fvp, fisher_vp = exact_products(objective, theta)
+    ctx = StepContext(objective, theta, loss, grad, direction, damping, fvp, fisher_vp)
+    delta, rule_state, extra = rule(ctx, rule_state)
+    rule_status = extra.pop("step_status", "ok")
+    step_size = float(extra.pop("step_size", 1.0))
+    info = StepInfo(loss, step_size, damping, rule_status if status == "ok" else status, extra)
+    return delta, rule_state, info
 
 
 class StepRule:
