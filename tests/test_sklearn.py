@@ -14,7 +14,6 @@ from sklearn.metrics import accuracy_score
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
-from threadpoolctl import threadpool_limits
 
 from natgrad_core import SOLVERS, NaturalGradientClassifier
 
@@ -30,14 +29,6 @@ PROBA_ATOL = 1e-12
 # ends ~100x above its start), and EKFAC's unit steps oscillate there too.
 LEARNING_RATES = {"gd": 1.0, "momentum": 0.3, "adam": 0.05, "diag": 0.2, "ekfac": 0.5}
 NG_SOLVERS = ("exact", "diag", "kfac", "ekfac", "cg")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_threaded_blas():
-    """Single-threaded BLAS: tiny problems, and a spinning multi-threaded OpenBLAS on a busy
-    2-core machine is 10-50x slower. Results do not depend on it."""
-    with threadpool_limits(limits=1, user_api="blas"):
-        yield
 
 
 def _dataset(name):

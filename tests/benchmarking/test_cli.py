@@ -196,11 +196,7 @@ def test_run_with_two_jobs_matches_serial(serial, tiny_config, tmp_path):
     pd.testing.assert_frame_equal(deterministic(parallel), deterministic(ResultsStore(out).load()))
 
 
-def test_compare_prints_a_table(serial):
-    try:
-        from natgrad_core.benchmarking.report import compare  # noqa: F401
-    except ImportError as exc:  # report.py is written separately
-        pytest.skip(f"natgrad_core.benchmarking.report.compare not available: {exc}")
+def test_compare_prints_a_table(serial, tmp_path):
     out, _ = serial
     code, stdout, stderr = run_cli("compare", out, out)
     assert code == 0, stderr
@@ -210,6 +206,14 @@ def test_compare_prints_a_table(serial):
         assert name in stdout
     # a result set compared with itself has changed nowhere
     assert "better" not in stdout and "worse" not in stdout
+    # the same runs, three times slower: every solver that reaches eps got worse
+    slow = tmp_path / "slow"
+    frame = ResultsStore(out).load()
+    for key, run in frame.assign(time=3 * frame["time"]).groupby("run_key"):
+        ResultsStore(slow).write_run(key, run)
+    code, stdout, stderr = run_cli("compare", out, slow, "--eps", "0.1")
+    assert code == 0, stderr
+    assert "worse" in stdout and "better" not in stdout
 
 
 def test_compare_needs_results(tmp_path):
@@ -218,14 +222,8 @@ def test_compare_needs_results(tmp_path):
     assert "nothing" in stderr
 
 
-def test_run_writes_report_when_available(tiny_config, tmp_path, monkeypatch):
-    """The only run with a report: needs report.build_report (written separately)."""
-    try:
-        from natgrad_core.benchmarking import report
-    except ImportError as exc:
-        pytest.skip(f"natgrad_core.benchmarking.report does not import: {exc}")
-    if not hasattr(report, "build_report"):
-        pytest.skip("natgrad_core.benchmarking.report has no build_report yet")
+def test_run_writes_report(tiny_config, tmp_path, monkeypatch):
+    """The only CLI run with a report."""
     monkeypatch.setenv("MPLBACKEND", "Agg")
     config = tmp_path / "one.toml"
     config.write_text(TINY_TOML.replace("seeds = [0, 1]", "seeds = [0]"))
@@ -243,12 +241,6 @@ def test_run_writes_report_when_available(tiny_config, tmp_path, monkeypatch):
 
 
 def test_report_without_results_fails(tmp_path):
-    try:
-        from natgrad_core.benchmarking import report
-    except ImportError as exc:
-        pytest.skip(f"natgrad_core.benchmarking.report does not import: {exc}")
-    if not hasattr(report, "build_report"):
-        pytest.skip("natgrad_core.benchmarking.report has no build_report yet")
     code, _, stderr = run_cli("report", "--out", tmp_path)
     assert code == 1
     assert "no stored runs" in stderr

@@ -327,7 +327,7 @@ def test_get_head_unknown_name_raises_value_error_naming_it():
 
 
 def test_get_head_rejects_non_string():
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"string.*int"):
         get_head(3)
 
 

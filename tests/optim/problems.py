@@ -7,6 +7,7 @@ import numpy as np
 from natgrad_core import MLP, LogisticModel, minimize
 from natgrad_core.models import Objective
 from natgrad_core.optim import Optimizer
+from tests.conftest import dense_reference_fisher, exact_output_fisher
 
 N_SAMPLES = 40
 N_FEATURES = 4
@@ -65,13 +66,11 @@ def run_with_iterates(model, X, y, optimizer, **kwargs):
 
 
 def dense_curvature(model, X, y, theta, alpha=0.0):
-    """C = (1/N) Σₙ Jₙᵀ Λₙ Jₙ + (α/N) diag(mask), from the per-example Jacobians and the
-    output-space Fisher — written out here, not taken from the curvature package."""
-    J = model.jacobian(theta, X)
-    Lam = model.head.lam(model.predict_outputs(theta, X))
-    n = X.shape[0]
-    C = np.einsum("nip,nij,njq->pq", J, Lam, J) / n
-    return C + np.diag(alpha / n * model.weight_mask())
+    """C = (1/N) Σₙ Jₙᵀ Λₙ Jₙ + (α/N) diag(mask) from finite-difference Jacobians and the
+    textbook Λ (tests/conftest.py), independent of the model's derivative code."""
+    Lam = exact_output_fisher(model, model.predict_outputs(theta, X))
+    C = dense_reference_fisher(model, theta, X, Lam)
+    return C + np.diag(alpha / X.shape[0] * model.weight_mask())
 
 
 def loss_and_grad(model, X, y, theta, alpha=0.0):

@@ -75,6 +75,7 @@ def test_fisher_vector_product(benchmark, problem):
     size, _, objective, theta, v = problem
     op = ImplicitFisher(objective, theta)
     out = benchmark(op.matvec, v)
+    assert float(v @ out) > 0  # the damped-free Fisher + L2 is positive definite here
     _info(benchmark, size, vFv=float(v @ out))
 
 
@@ -87,6 +88,8 @@ def test_kfac_update_and_inverse(benchmark, problem):
         return op.solve(v, 1e-3)
 
     x = benchmark(update_and_solve)
+    op = KFAC(objective, factors=kfac_factors(objective, theta))
+    np.testing.assert_allclose(op @ x + 1e-3 * x, v, rtol=1e-8, atol=1e-8)
     _info(benchmark, size, solution_norm=float(np.linalg.norm(x)))
 
 
@@ -98,6 +101,10 @@ def test_dense_build_and_solve(benchmark, problem):
         return DenseFisher(objective, theta, method="parameter").solve(v, 1e-3)
 
     x = benchmark(build_and_solve)
+    # checked against matrix-free products, which never form the dense matrix
+    np.testing.assert_allclose(
+        ImplicitFisher(objective, theta) @ x + 1e-3 * x, v, rtol=1e-7, atol=1e-7
+    )
     _info(benchmark, size, solution_norm=float(np.linalg.norm(x)))
 
 
@@ -106,6 +113,7 @@ def test_cg_solve(benchmark, problem):
     size, _, objective, theta, v = problem
     op = ImplicitFisher(objective, theta, cg_maxiter=20, cg_rtol=0.0)
     x = benchmark(op.solve, v, 1e-3)
+    assert op.last_cg.n_iter == 20  # rtol 0 forces the cap
     _info(benchmark, size, cg_iterations=op.last_cg.n_iter, solution_norm=float(np.linalg.norm(x)))
 
 
