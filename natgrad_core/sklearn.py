@@ -18,18 +18,6 @@ from .optim.registry import SOLVERS, make_optimizer
 
 __all__ = ["NaturalGradientClassifier"]
 
-_DEFAULT_LEARNING_RATE = {"gd": 0.1, "momentum": 0.1, "adam": 1e-3}
-# step="auto": the globalization each solver needs to be safe on non-convex problems
-# (the same choices as the benchmark suite's default solver configurations)
-_AUTO_STEP = {
-    "exact": "lm",
-    "cg": "lm",
-    "kfac": "quadratic",
-    "ekfac": "quadratic",
-    "diag": "armijo",
-    "gd": "armijo",
-}
-
 
 class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
     """Classifier trained by natural gradient (or a baseline optimizer).
@@ -48,13 +36,15 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
         The first five are natural gradient with that Fisher representation.
     fisher : {"exact", "mc", "empirical"}, default "exact"
     alpha : float, default 1e-4
-    damping : float, default 1e-4
+    damping : float or None, default None
     step : {"auto", "fixed", "kl", "armijo", "lm", "quadratic"} or StepRule, default "auto"
-        "auto": Levenberg–Marquardt damping for exact and cg, K-FAC's quadratic model for
-        kfac and ekfac, Armijo line search for diag and gd (momentum/adam: fixed rate).
     learning_rate : float or None, default None
-        None: 1.0 for natural gradient and for Armijo's first trial step, 0.1 for gd (fixed
-        step) and momentum, 1e-3 for adam.
+        ``step="auto"``, ``damping=None`` and ``learning_rate=None`` take the recommended
+        configuration of ``solver`` (:data:`~natgrad_core.optim.registry.RECOMMENDED`, which
+        explains each choice): Levenberg–Marquardt damping for exact and cg, K-FAC's
+        quadratic model for kfac and ekfac, Armijo line search for diag and gd, fixed rates
+        for momentum and adam. A value given overrides its own entry only; the solvers
+        without a step rule or damping (momentum, adam, lbfgs) reject one.
     max_iter : int, default 200
     tol : float, default 1e-5
         Stop when the gradient's max-norm falls below ``tol``.
@@ -79,7 +69,7 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
         solver="exact",
         fisher="exact",
         alpha=1e-4,
-        damping=1e-4,
+        damping=None,
         step="auto",
         learning_rate=None,
         max_iter=200,
@@ -105,25 +95,10 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
     def _make_optimizer(self, seed):
         if self.solver not in SOLVERS:
             raise ValueError(f"Unknown solver {self.solver!r}; expected one of {list(SOLVERS)}.")
-        step = _AUTO_STEP.get(self.solver, "fixed") if self.step == "auto" else self.step
-        lr = self.learning_rate
-        if lr is None:
-            # a line search starts from 1 and backtracks; fixed rates need a safe value
-            lr = 1.0 if step == "armijo" else _DEFAULT_LEARNING_RATE.get(self.solver, 1.0)
+        params = {"step": self.step, "learning_rate": self.learning_rate}
         if self.solver in PRECONDITIONERS:
-            return make_optimizer(
-                self.solver,
-                fisher=self.fisher,
-                damping=self.damping,
-                step=step,
-                learning_rate=lr,
-                random_state=seed,
-            )
-        if self.solver == "gd":
-            return make_optimizer("gd", learning_rate=lr, step=step)
-        if self.solver == "lbfgs":
-            return make_optimizer("lbfgs")
-        return make_optimizer(self.solver, learning_rate=lr)
+            params.update(fisher=self.fisher, damping=self.damping, random_state=seed)
+        return make_optimizer(self.solver, **{k: v for k, v in params.items() if v is not None})
 
     def _make_model(self, n_features, n_classes):
         if isinstance(self.hidden_layer_sizes, (int, np.integer)):

@@ -2,17 +2,21 @@
 
     natgrad list [problems|solvers|suites]
     natgrad run [SUITE | CONFIG.toml] [--out results] [--n-jobs N | --dask ADDRESS]
+                [--dry-run]
     natgrad report [--out results]
     natgrad compare A B [--eps 1e-6]
 
 ``natgrad run`` with no argument runs the quick suite (every solver on every bundled
 problem, 3 seeds) and writes ``results/``: per-run files, tables, figures and
 ``index.html``. Running the same command again resumes: finished runs are skipped.
+``--dry-run`` prints every run the command would do — problem, solver label, seed, every
+resolved hyperparameter and the budget — and runs nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -33,7 +37,7 @@ def _cmd_list(args) -> int:
                 f"  {p.name:28s} {p.dataset:14s} {p.model:12s} hidden={arch:10s} alpha={p.alpha:g}"
             )
     if what in ("solvers", "all"):
-        print("solvers (default configurations):")
+        print("solvers (recommended configurations, natgrad_core.optim.registry):")
         for s in DEFAULT_SOLVERS:
             params = ", ".join(f"{k}={v}" for k, v in s.params)
             print(f"  {s.label:10s} {params}")
@@ -77,6 +81,8 @@ def _cmd_run(args) -> int:
         )
         return 2
     out = Path(args.out)
+    if args.dry_run:
+        return _dry_run(config, ResultsStore(out))
     if args.fresh:
         _clear_results(out)
     store = ResultsStore(out)
@@ -103,6 +109,26 @@ def _cmd_run(args) -> int:
     if not args.no_report:
         _report(out, config.to_dict())
     return 1 if summary.n_errors else 0
+
+
+def _dry_run(config, store: ResultsStore) -> int:
+    """Print the expanded grid, one block per run, with every resolved hyperparameter
+    (JSON) and the budget; mark runs already stored under ``--out`` (a run would skip them)."""
+    specs = config.specs()
+    done = store.done_keys()
+    n_stored = sum(spec.key() in done for spec in specs)
+    print(f"{config.name}: {len(specs)} runs, {n_stored} already stored (dry run: nothing was run)")
+    for spec in specs:
+        stored = "  [stored]" if spec.key() in done else ""
+        print(f"{spec.problem.name}  {spec.solver.label}  seed={spec.seed}{stored}")
+        print(
+            f"  budget: max_iter={spec.max_iter} time_limit={spec.time_limit:g} "
+            f"tol={spec.tol:g} target_suboptimality={spec.target_suboptimality:g} "
+            f"batch_size={spec.batch_size or 'full'}"
+        )
+        resolved = json.dumps(spec.solver.resolved(spec.seed))
+        print(f"  solver: {spec.solver.solver} {resolved}")
+    return 0
 
 
 def _clear_results(out: Path) -> None:
@@ -165,6 +191,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete stored runs and the report first (regenerate, not resume)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print every run with its resolved hyperparameters and budget; run nothing",
+    )
     p.set_defaults(func=_cmd_run)
     p = sub.add_parser("report", help="tables, figures and HTML from stored results")
     p.add_argument("--out", default="results")

@@ -27,10 +27,15 @@ TOML layout (every key optional except as noted)::
     format = "svmlight"
 
     [[solver]]                      # replaces the default solver set when present
-    label = "kfac-quadratic"        # required
     solver = "kfac"                 # required
-    damping = 1e-4                  # any keyword of natgrad_core.make_optimizer
-    step = "quadratic"
+    label = "kfac-per-factor"       # default: the solver name
+    kfac_damping = "per_factor"     # any keyword of natgrad_core.make_optimizer
+
+A ``[[solver]]`` entry starts from the recommended configuration of its ``solver``
+(:data:`natgrad_core.optim.registry.RECOMMENDED`, the one source of defaults: the same
+configuration ``natgrad list`` shows and the default solver set runs); each key given
+overrides one hyperparameter. ``natgrad run CONFIG --dry-run`` prints every resolved
+hyperparameter of every run.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..optim import make_optimizer
+from ..optim.registry import RECOMMENDED, recommended_params
 from .problems import PROBLEMS, SUITES, get_problem, problem_from_dict
 from .reference import reference_solution
 from .runner import RunSpec, SolverConfig, execute
@@ -58,22 +64,25 @@ __all__ = [
     "GridSummary",
     "config_from_dict",
     "load_config",
+    "recommended_config",
     "run_grid",
     "suite_config",
     "with_seeds",
 ]
 
-DEFAULT_SOLVERS = (
-    SolverConfig.make("exact", "exact", damping=1e-4, step="lm"),
-    SolverConfig.make("diag", "diag", damping=1e-4, step="armijo"),
-    SolverConfig.make("kfac", "kfac", damping=1e-4, step="quadratic"),
-    SolverConfig.make("ekfac", "ekfac", damping=1e-4, step="quadratic"),
-    SolverConfig.make("cg", "cg", damping=1e-4, step="lm", cg_maxiter=50),
-    SolverConfig.make("gd", "gd", learning_rate=1.0, step="armijo"),
-    SolverConfig.make("momentum", "momentum", learning_rate=0.1, momentum=0.9),
-    SolverConfig.make("adam", "adam", learning_rate=0.01),
-    SolverConfig.make("lbfgs", "lbfgs"),
-)
+
+def recommended_config(solver: str, label: str | None = None, **params) -> SolverConfig:
+    """The SolverConfig of ``solver``'s recommended configuration with ``params``
+    overriding single hyperparameters, labelled ``label`` (default: the solver name)."""
+    try:
+        kwargs = recommended_params(solver, **params)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"solver {label or solver!r}: {exc}") from None
+    return SolverConfig.make(label or solver, solver, **kwargs)
+
+
+DEFAULT_SOLVERS = tuple(recommended_config(solver) for solver in RECOMMENDED)
+"""Every solver in its recommended configuration, labelled by its name."""
 
 SUITE_BUDGETS = {
     "quick": {"seeds": (0, 1, 2), "max_iter": 100, "time_limit": 10.0},
@@ -218,13 +227,17 @@ def config_from_dict(raw: dict, name: str, base_dir: Path = Path()) -> GridConfi
     solvers = []
     for entry in raw.get("solver", []):
         entry = dict(entry)
-        label, solver = entry.pop("label", None), entry.pop("solver", None)
+        solver = entry.pop("solver", None)
+        label = entry.pop("label", solver)
         if not isinstance(label, str) or not isinstance(solver, str):
             raise ValueError(
-                f"{name}: every [[solver]] needs string 'label' and 'solver', "
-                f"got {label!r} and {solver!r}."
+                f"{name}: every [[solver]] needs a string 'solver' (and 'label', if given), "
+                f"got solver={solver!r} and label={label!r}."
             )
-        solvers.append(SolverConfig.make(label, solver, **entry))
+        try:
+            solvers.append(recommended_config(solver, label, **entry))
+        except ValueError as exc:
+            raise ValueError(f"{name}: {exc}") from None
     labels = [s.label for s in solvers]
     if len(set(labels)) != len(labels):
         raise ValueError(f"{name}: duplicate solver labels in {labels}.")

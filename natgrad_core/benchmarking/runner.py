@@ -29,6 +29,7 @@ from .._validation import SingularCurvatureWarning
 from ..curvature import DenseFisher
 from ..models.objective import Objective
 from ..optim import PRECONDITIONERS, SOLVERS, make_optimizer, minimize
+from ..optim.registry import resolved_params
 from .problems import Problem, ProblemData
 from .provenance import code_version, config_hash
 from .reference import Reference, reference_solution
@@ -70,6 +71,20 @@ class SolverConfig:
     @property
     def kwargs(self) -> dict:
         return dict(self.params)
+
+    def run_kwargs(self, seed: int) -> dict:
+        """The keywords of make_optimizer for a run with this seed: natural gradient's
+        Monte-Carlo labels follow the run seed unless ``random_state`` is set."""
+        kwargs = self.kwargs
+        if self.solver in PRECONDITIONERS:
+            kwargs.setdefault("random_state", seed)
+        return kwargs
+
+    def resolved(self, seed: int | None = None) -> dict:
+        """Every hyperparameter of the optimizer, defaults included (JSON-serializable;
+        see :func:`~natgrad_core.optim.registry.resolved_params`), for a run with ``seed``."""
+        kwargs = self.kwargs if seed is None else self.run_kwargs(seed)
+        return resolved_params(self.solver, **kwargs)
 
     def to_dict(self) -> dict:
         return {"label": self.label, "solver": self.solver, "params": self.kwargs}
@@ -244,9 +259,7 @@ def execute(
             if reason is not None:
                 return _frame(spec, data, [], "skipped", reason, n_concurrent, blas_threads)
             ref = reference_solution(data, cache_dir)
-            kwargs = spec.solver.kwargs
-            if spec.solver.solver in PRECONDITIONERS:
-                kwargs.setdefault("random_state", spec.seed)
+            kwargs = spec.solver.run_kwargs(spec.seed)
             common = dict(alpha=data.alpha, batch_size=spec.batch_size, random_state=spec.seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", SingularCurvatureWarning)

@@ -68,12 +68,17 @@ class NaturalGradient(Optimizer):
     curvature : {"exact", "diag", "kfac", "ekfac", "cg"}, default "exact"
     fisher : {"exact", "mc", "empirical"}, default "exact"
         Which Fisher (see :class:`~natgrad_core.curvature.FisherType`).
-    damping : float, default 1e-4
-        Tikhonov damping λ (initial value when the step rule adapts it).
-    step : str or StepRule, default "fixed"
-        "fixed", "kl", "armijo", "lm" or "quadratic" (see :mod:`natgrad_core.optim.steps`).
+    damping : float or None, default None
+        Tikhonov damping λ (initial value when the step rule adapts it). None: the
+        recommended damping of ``curvature`` (:data:`~natgrad_core.optim.registry.RECOMMENDED`).
+    step : str or StepRule, default "auto"
+        "fixed", "kl", "armijo", "lm" or "quadratic" (see :mod:`natgrad_core.optim.steps`);
+        "auto": the recommended step rule of ``curvature`` (Levenberg–Marquardt for exact
+        and cg, the quadratic model for kfac and ekfac, Armijo for diag; the reasons are in
+        :mod:`natgrad_core.optim.registry`).
     learning_rate : float, default 1.0
-        Step size for ``step="fixed"``, initial trial step for "armijo".
+        Step size for ``step="fixed"``, initial trial step for "armijo"; unused by the
+        rules that choose their own length ("kl", "lm", "quadratic").
     mc_samples : int, default 1
     kfac_damping : {"exact", "tikhonov", "per_factor"}, default "exact"
     ema_decay : float in [0, 1), default 0.0
@@ -92,8 +97,8 @@ class NaturalGradient(Optimizer):
         self,
         curvature: str = "exact",
         fisher: str = "exact",
-        damping: float = 1e-4,
-        step="fixed",
+        damping: float | None = None,
+        step="auto",
         learning_rate: float = 1.0,
         mc_samples: int = 1,
         kfac_damping: str = "exact",
@@ -108,6 +113,12 @@ class NaturalGradient(Optimizer):
     ):
         self.curvature = check_choice(curvature, "curvature", PRECONDITIONERS)
         self.fisher = parse_fisher_type(fisher)
+        if damping is None or (isinstance(step, str) and step == "auto"):
+            from .registry import RECOMMENDED  # the registry imports this module
+
+            recommended = RECOMMENDED[self.curvature]
+            damping = recommended["damping"] if damping is None else damping
+            step = recommended["step"] if isinstance(step, str) and step == "auto" else step
         self.damping = check_nonnegative(damping, "damping")
         self.learning_rate = check_positive(learning_rate, "learning_rate")
         self.step_rule = get_step_rule(step, self.learning_rate)

@@ -252,6 +252,11 @@ class QuadraticModel(StepRule):
         self.adapt_damping = bool(adapt_damping)
         self._lm = LevenbergMarquardt(decay=decay)
 
+    @property
+    def decay(self) -> float:
+        """ω of the Levenberg–Marquardt rule that adapts λ."""
+        return self._lm.decay
+
     def init(self, damping):
         return QMState(self._lm.init(damping).damping, None)
 
