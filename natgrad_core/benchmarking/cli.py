@@ -37,7 +37,7 @@ def _cmd_list(args) -> int:
                 f"  {p.name:28s} {p.dataset:14s} {p.model:12s} hidden={arch:10s} alpha={p.alpha:g}"
             )
     if what in ("solvers", "all"):
-        print("solvers (recommended configurations, natgrad_core.optim.registry):")
+        print("solvers (recommended configurations):")
         for s in DEFAULT_SOLVERS:
             params = ", ".join(f"{k}={v}" for k, v in s.params)
             print(f"  {s.label:10s} {params}")

@@ -61,7 +61,7 @@ def serial(tiny_config, tmp_path_factory):
 def test_list_all(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
-    for header in ("problems:", "solvers (default configurations):", "suites:"):
+    for header in ("problems:", "solvers (recommended configurations):", "suites:"):
         assert header in out
     for name in [*PROBLEMS, *SUITES, *(s.label for s in DEFAULT_SOLVERS)]:
         assert name in out

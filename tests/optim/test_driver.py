@@ -53,27 +53,28 @@ HISTORY_COLUMNS = [
 ]
 
 # Per-solver settings that make the loss go down on each problem within N_ITER steps.
-# Natural gradient on the MLP needs real damping: with λ ~ 1e-3 and unit steps the
-# Gauss-Newton step of a small tanh network overshoots.
+# Fixed steps throughout (the oracle counts below assume one gradient and no extra loss
+# evaluation per step). Natural gradient on the MLP needs real damping: with λ ~ 1e-3 and
+# unit steps the Gauss-Newton step of a small tanh network overshoots.
 SETTINGS = {
     "logistic": {
-        "exact": {"damping": 1e-3},
-        "diag": {"damping": 1e-3, "learning_rate": 0.5},
-        "kfac": {"damping": 1e-2, "learning_rate": 0.5},
-        "ekfac": {"damping": 1e-2, "learning_rate": 0.5},
-        "cg": {"damping": 1e-3},
-        "gd": {"learning_rate": 0.5},
+        "exact": {"step": "fixed", "damping": 1e-3},
+        "diag": {"step": "fixed", "damping": 1e-3, "learning_rate": 0.5},
+        "kfac": {"step": "fixed", "damping": 1e-2, "learning_rate": 0.5},
+        "ekfac": {"step": "fixed", "damping": 1e-2, "learning_rate": 0.5},
+        "cg": {"step": "fixed", "damping": 1e-3},
+        "gd": {"step": "fixed", "learning_rate": 0.5},
         "momentum": {"learning_rate": 0.1},
         "adam": {"learning_rate": 0.05},
         "lbfgs": {},
     },
     "mlp": {
-        "exact": {"damping": 1e-1, "learning_rate": 0.5},
-        "diag": {"damping": 1e-1, "learning_rate": 0.5},
-        "kfac": {"damping": 1e-2, "learning_rate": 0.5},
-        "ekfac": {"damping": 1e-2, "learning_rate": 0.5},
-        "cg": {"damping": 1e-1, "learning_rate": 0.5},
-        "gd": {"learning_rate": 0.5},
+        "exact": {"step": "fixed", "damping": 1e-1, "learning_rate": 0.5},
+        "diag": {"step": "fixed", "damping": 1e-1, "learning_rate": 0.5},
+        "kfac": {"step": "fixed", "damping": 1e-2, "learning_rate": 0.5},
+        "ekfac": {"step": "fixed", "damping": 1e-2, "learning_rate": 0.5},
+        "cg": {"step": "fixed", "damping": 1e-1, "learning_rate": 0.5},
+        "gd": {"step": "fixed", "learning_rate": 0.5},
         "momentum": {"learning_rate": 0.1},
         "adam": {"learning_rate": 0.05},
         "lbfgs": {},
@@ -209,7 +210,12 @@ def test_monte_carlo_fisher_depends_on_the_optimizer_seed(solver):
 def test_gradient_descent_makes_one_gradient_call_per_iteration(max_iter):
     model, X, y = logistic_problem()
     result = minimize(
-        model, X, y, make_optimizer("gd", learning_rate=0.5), max_iter=max_iter, tol=0.0
+        model,
+        X,
+        y,
+        make_optimizer("gd", learning_rate=0.5, step="fixed"),
+        max_iter=max_iter,
+        tol=0.0,
     )
     assert result.n_iter == max_iter
     assert result.counts == {**dict.fromkeys(COUNT_COLUMNS, 0), "n_grad": max_iter}
@@ -248,7 +254,9 @@ def test_cg_counts_iterations_and_products_consistently(problem, warm_start):
 # ----------------------------------------------------------------------------- statuses
 def test_huge_learning_rate_diverges_without_exception():
     model, X, y = mlp_problem()
-    result = minimize(model, X, y, make_optimizer("gd", learning_rate=1e8), max_iter=20)
+    result = minimize(
+        model, X, y, make_optimizer("gd", learning_rate=1e8, step="fixed"), max_iter=20
+    )
     assert result.status == "diverged"
     assert "exceeded" in result.message and "iteration" in result.message
     assert result.n_iter < 20
@@ -342,7 +350,13 @@ def test_singular_curvature_warns_records_and_continues(solver):
     model, X, y = logistic_problem()
     with pytest.warns(SingularCurvatureWarning):
         result = minimize(
-            model, X, y, make_optimizer(solver, damping=0.0), alpha=0.0, max_iter=5, tol=0.0
+            model,
+            X,
+            y,
+            make_optimizer(solver, damping=0.0, step="fixed"),
+            alpha=0.0,
+            max_iter=5,
+            tol=0.0,
         )
     statuses = set(result.history["status"].iloc[1:])
     assert statuses and statuses <= {"jitter", "pinv"}
@@ -549,7 +563,12 @@ def test_evaluation_outside_the_clock_does_not_prime_the_next_step():
     objective_module.MLP.forward = counting_forward
     try:
         minimize(
-            LogisticModel(3, 2), X, y, make_optimizer("gd", learning_rate=0.1), max_iter=5, tol=0.0
+            LogisticModel(3, 2),
+            X,
+            y,
+            make_optimizer("gd", learning_rate=0.1, step="fixed"),
+            max_iter=5,
+            tol=0.0,
         )
     finally:
         objective_module.MLP.forward = original

@@ -85,8 +85,8 @@ def _problem(kind):
 
 def _optimizer(solver):
     if solver == "gd":
-        return make_optimizer("gd", learning_rate=LEARNING_RATE)
-    return make_optimizer(solver, damping=0.0, learning_rate=LEARNING_RATE)
+        return make_optimizer("gd", learning_rate=LEARNING_RATE, step="fixed")
+    return make_optimizer(solver, damping=0.0, learning_rate=LEARNING_RATE, step="fixed")
 
 
 def _mapped_distance(kind, solver, map_name, strict):
