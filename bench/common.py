@@ -2,8 +2,8 @@
 
 Everything from ``natgrad_core`` is imported defensively: a name missing at an older commit
 becomes ``None`` and the benchmarks that need it raise ``NotImplementedError`` in
-``setup`` (asv then records them as skipped). Parameter values are plain strings fixed
-here, so benchmark discovery does not depend on which commit is installed.
+``setup`` (asv then records them as skipped). Parameter values are plain strings; the
+solver labels are those of the installed commit's recommended configurations.
 """
 
 from __future__ import annotations
@@ -47,9 +47,11 @@ except ImportError:
 
 # Problem sizes for the time_ benchmarks: n_params 15, 275 and 650.
 SIZES = ("iris-logistic", "wine-mlp", "digits-logistic")
-# Solver labels of natgrad_core.benchmarking.grid.DEFAULT_SOLVERS.
-SOLVER_LABELS = ("exact", "diag", "kfac", "ekfac", "cg", "gd", "momentum", "adam", "lbfgs")
-DAMPING = 1e-4
+# The recommended configurations (natgrad_core.optim.registry.RECOMMENDED), read through
+# DEFAULT_SOLVERS, which every benchmarked commit has: their labels, and the exact solver's
+# damping for the curvature benchmarks.
+SOLVER_LABELS = tuple(s.label for s in DEFAULT_SOLVERS or ())
+DAMPING = next((s.kwargs["damping"] for s in DEFAULT_SOLVERS or () if s.solver == "exact"), None)
 SEED = 0
 
 # Problems that are not in the registry: for the memory benchmarks, one with far more

@@ -4,7 +4,7 @@ from .base import Optimizer, StepInfo
 from .baselines import LBFGS, Adam, GradientDescent, Momentum
 from .driver import STATUSES, Result, minimize
 from .natural_gradient import PRECONDITIONERS, NaturalGradient, NGState
-from .registry import SOLVERS, make_optimizer
+from .registry import RECOMMENDED, SOLVERS, make_optimizer, resolved_params
 from .steps import (
     STEP_RULES,
     Armijo,
@@ -20,6 +20,7 @@ from .steps import (
 __all__ = [
     "LBFGS",
     "PRECONDITIONERS",
+    "RECOMMENDED",
     "SOLVERS",
     "STATUSES",
     "STEP_RULES",
@@ -41,4 +42,5 @@ __all__ = [
     "get_step_rule",
     "make_optimizer",
     "minimize",
+    "resolved_params",
 ]
