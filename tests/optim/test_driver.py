@@ -532,6 +532,8 @@ CONSTRUCTOR_ERRORS = {
     "kfac-damping": ("kfac", {"kfac_damping": "huge"}, ValueError, ["'huge'"]),
     "lbfgs-memory": ("lbfgs", {"memory": 0}, ValueError, ["memory", "0"]),
     "adam-beta": ("adam", {"beta1": 1.0}, ValueError, ["beta1", "1.0"]),
+    "foreign-key": ("adam", {"step": "armijo"}, TypeError, ["'adam'", "'step'", "beta1"]),
+    "curvature-is-the-name": ("exact", {"curvature": "diag"}, TypeError, ["'curvature'"]),
 }
 
 

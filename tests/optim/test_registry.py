@@ -95,23 +95,6 @@ def test_given_keys_override_single_hyperparameters(case):
         assert got == value, (path, got, value)
 
 
-# name: (solver, params, exception, fragments of the message)
-ERRORS = {
-    "unknown-solver": ("newton", {}, ValueError, ["'newton'", "exact", "lbfgs"]),
-    "foreign-key": ("adam", {"step": "armijo"}, TypeError, ["'adam'", "'step'", "beta1"]),
-    "curvature-is-the-name": ("exact", {"curvature": "diag"}, TypeError, ["'curvature'"]),
-}
-
-
-@pytest.mark.parametrize("case", sorted(ERRORS))
-def test_bad_configurations_say_what_was_expected(case):
-    solver, params, exc, fragments = ERRORS[case]
-    with pytest.raises(exc) as info:
-        resolved_params(solver, **params)
-    for fragment in fragments:
-        assert fragment in str(info.value), (fragment, str(info.value))
-
-
 @pytest.mark.parametrize("solver", SOLVERS)
 def test_estimator_auto_is_the_recommended_configuration(solver):
     estimator = NaturalGradientClassifier(solver=solver)
