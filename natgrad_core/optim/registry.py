@@ -45,8 +45,8 @@ lbfgs       scipy's defaults: 10 correction pairs (Nocedal & Wright 2006 §7.2 r
 A configuration is resolved by one rule: start from the solver's recommended
 hyperparameters, then let every keyword given override its own entry. One coupling: a
 recommended ``learning_rate`` belongs to its recommended ``step`` (gd's 1.0 is Armijo's
-first trial step, not a safe fixed rate), so overriding ``step`` without giving
-``learning_rate`` drops it and the optimizer's own default applies. ``step="auto"`` means
+first trial step, not a safe fixed rate), so changing ``step`` to another rule without
+giving ``learning_rate`` drops it and the optimizer's own default applies. ``step="auto"`` means
 "the recommended step" everywhere.
 """
 
@@ -127,7 +127,8 @@ def recommended_params(solver: str, **params) -> dict:
             f"expected some of {names}."
         )
     resolved = dict(RECOMMENDED[solver])
-    if "step" in params and "learning_rate" not in params:
+    step = params.get("step", resolved.get("step"))
+    if getattr(step, "name", step) != resolved.get("step") and "learning_rate" not in params:
         resolved.pop("learning_rate", None)
     resolved.update(params)
     return resolved

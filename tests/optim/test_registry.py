@@ -62,9 +62,17 @@ def test_natural_gradient_defaults_to_the_recommended_step_and_damping(curvature
 
 # name: (solver, params, {dotted path in the resolved dict: expected value})
 RESOLUTION_CASES = {
-    "override-one-key": ("kfac", {"damping": 0.3}, {"damping": 0.3, "step.name": "quadratic"}),
-    "auto-is-recommended": ("cg", {"step": "auto"}, {"step.name": "lm", "cg_maxiter": 50}),
-    "auto-on-a-stepless-solver": ("momentum", {"step": "auto"}, {"learning_rate": 0.1}),
+    "override-one-key": (
+        "kfac",
+        {"damping": 0.3},
+        {"damping": 0.3, "step.name": RECOMMENDED["kfac"]["step"]},
+    ),
+    "auto-is-recommended": (
+        "cg",
+        {"step": "auto"},
+        {"step.name": "lm", "cg_maxiter": RECOMMENDED["cg"]["cg_maxiter"]},
+    ),
+    "auto-on-a-stepless-solver": ("momentum", {"step": "auto"}, dict(RECOMMENDED["momentum"])),
     # gd's recommended 1.0 is Armijo's first trial step: a fixed step falls back to the
     # constructor's own default rate
     "step-drops-coupled-rate": (
@@ -75,12 +83,21 @@ RESOLUTION_CASES = {
             "learning_rate": inspect.signature(GradientDescent).parameters["learning_rate"].default,
         },
     ),
+    "same-step-keeps-coupled-rate": (
+        "gd",
+        {"step": "armijo"},
+        {"step.name": "armijo", "step.initial": RECOMMENDED["gd"]["learning_rate"]},
+    ),
     "rate-keeps-recommended-step": (
         "gd",
         {"learning_rate": 0.5},
         {"step.name": "armijo", "step.initial": 0.5},
     ),
-    "explicit-fixed-ng": ("exact", {"step": "fixed"}, {"step.name": "fixed", "damping": 1e-4}),
+    "explicit-fixed-ng": (
+        "exact",
+        {"step": "fixed"},
+        {"step.name": "fixed", "damping": RECOMMENDED["exact"]["damping"]},
+    ),
 }
 
 
