@@ -160,3 +160,16 @@ def test_dry_run_of_a_suite_lists_the_whole_grid(tmp_path, capsys):
     assert out.splitlines()[0].startswith(f"quick: {n_runs} runs")
     assert len(_blocks(out)) == n_runs
     assert not (tmp_path / "r").exists()
+
+
+def test_dry_run_marks_the_runs_a_resume_would_skip(tmp_path, capsys):
+    path = _toml(tmp_path / "grid.toml", '[[solver]]\nsolver = "lbfgs"\n', seeds=(0, 1))
+    stored = load_config(path).specs()[1]
+    runs = tmp_path / "results" / "runs"
+    runs.mkdir(parents=True)
+    (runs / f"{stored.key()}.csv").touch()
+    assert cli.main(["run", path, "--dry-run", "--out", str(tmp_path / "results")]) == 0
+    out = capsys.readouterr().out
+    assert "2 runs, 1 already stored" in out.splitlines()[0]
+    assert [b[0].endswith("[stored]") for b in _blocks(out)] == [False, True]
+    assert [p.name for p in runs.iterdir()] == [f"{stored.key()}.csv"]
