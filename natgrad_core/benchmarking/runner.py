@@ -49,7 +49,9 @@ DENSE_FLOP_LIMIT = 2e11
 FIDELITY_MAX_PARAMS = 400
 FIDELITY_DAMPING = 1e-4
 # Per-step statuses (see optim.base.StepInfo) counted per run: steps not taken (θ unchanged),
-# CG solves stopped at their cap, solves that fell back from Cholesky.
+# CG solves stopped at their cap, solves that fell back from Cholesky. A step whose solve fell
+# back *and* was rejected records only the fallback, so a step is also counted as not taken
+# when its step size is 0.
 REJECTED_STEPS = ("rejected", "line_search_failed", "not_descent")
 CG_CAPPED_STEPS = ("max_cg_iter",)
 FALLBACK_STEPS = ("jitter", "pinv")
@@ -213,8 +215,9 @@ class _Recorder:
 
 def _step_diagnostics(frame: pd.DataFrame) -> dict:
     """Run-level counts of the per-step statuses and the run's flags (store.SCHEMA)."""
-    steps = frame.loc[frame["iteration"] > 0, "step_status"]
-    n_rejected = int(steps.isin(REJECTED_STEPS).sum())
+    taken = frame["iteration"] > 0
+    steps = frame.loc[taken, "step_status"]
+    n_rejected = int((steps.isin(REJECTED_STEPS) | (frame.loc[taken, "step_size"] == 0)).sum())
     flags = []
     loss = frame["loss"].to_numpy(dtype=np.float64)
     if loss.size > 1 and not loss[-1] <= loss[0]:  # NaN at the end counts as above
@@ -232,7 +235,9 @@ def _step_diagnostics(frame: pd.DataFrame) -> dict:
 def _frame(spec, data, rows, status, message, n_concurrent, blas_threads, grad_time=np.nan):
     frame = pd.DataFrame(rows)
     if frame.empty:
-        frame = pd.DataFrame({"iteration": [0], "loss": [np.nan], "status": [""]})
+        frame = pd.DataFrame(
+            {"iteration": [0], "loss": [np.nan], "step_size": [np.nan], "status": [""]}
+        )
     frame = frame.rename(columns={"status": "step_status"})
     constants = {
         "schema_version": SCHEMA_VERSION,

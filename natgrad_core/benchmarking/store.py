@@ -77,7 +77,10 @@ SCHEMA: dict[str, tuple[str, str]] = {
         "machine id (hash of CPU model, logical cores, platform, host): times compare "
         "only between runs with the same id",
     ),
-    "n_rejected": ("int64", "steps of the run that were not taken (rejected, no descent)"),
+    "n_rejected": (
+        "int64",
+        "steps of the run not taken (step size 0: rejected, failed line search, no descent)",
+    ),
     "n_cg_capped": ("int64", "steps whose CG solve stopped at its iteration cap"),
     "n_fallbacks": ("int64", "steps whose solve fell back to jitter or pseudo-inverse"),
     "flags": (
