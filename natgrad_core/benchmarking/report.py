@@ -802,6 +802,11 @@ the solver is within a factor &tau; of the best. Its value at &tau;&nbsp;=&nbsp;
 the solver is fastest, its right end how often it reaches &epsilon; at all; higher is better.
 <b>Fidelity</b> is the cosine between the step taken and the exact natural-gradient direction
 (recorded only for small problems).</p>
+<p><b>Seeds</b> draw the train/test split, so the spread over seeds is statistical spread.
+<b>Step diagnostics</b> sum over runs the steps not taken, the CG solves stopped at their cap
+and the jitter / pseudo-inverse fallbacks; a run is <b>flagged</b> when its loss ended above
+its start or more than half of its steps were not taken, which its final status alone (e.g.
+max_iter) would hide.</p>
 """
 
 _FIGURE_CAPTIONS = {
