@@ -72,7 +72,7 @@ MEASURES: dict[str, str] = {
     "oracle_calls": "oracle_calls_to_eps",
     "iterations": "iterations_to_eps",
 }
-"""Cost measures for :func:`performance_profile` / :func:`compare` -> per-run column."""
+"""Cost measures for :func:`performance_profile` and the to-ε tables -> per-run column."""
 VERDICT_MEASURES: dict[str, tuple[str, str]] = {
     "iterations": ("iterations_to_eps", "median"),
     "oracle_calls": ("oracle_calls_to_eps", "median"),
