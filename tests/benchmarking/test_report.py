@@ -464,7 +464,13 @@ def test_compare_judges_deterministic_measures_not_time_across_machines():
 
 @pytest.mark.parametrize(
     ("time_b", "threshold", "expected"),
-    [(3.0, 1.5, "worse"), (1.4, 1.5, "same"), (0.5, 1.5, "better"), (3.0, 4.0, "same")],
+    [
+        (3.0, 1.5, "worse"),
+        (1.4, 1.5, "same"),
+        (0.5, 1.5, "better"),
+        (3.0, 4.0, "same"),
+        (100.0, np.inf, "same"),  # deterministic measures only
+    ],
 )
 def test_compare_judges_time_on_one_machine(time_b, threshold, expected):
     a, b = frame_of(*_runs("s", 5)), frame_of(*_runs("s", 5, time=time_b))
