@@ -409,10 +409,10 @@ def test_infeasible_exact_run_is_skipped(monkeypatch, limit, value, reason):
 def _fail_loading(monkeypatch, name):
     original = Problem.load
 
-    def load(self):
+    def load(self, seed=0):
         if self.name == name:
             raise RuntimeError(f"cannot read {name}")
-        return original(self)
+        return original(self, seed)
 
     monkeypatch.setattr(Problem, "load", load)
 
