@@ -4,7 +4,7 @@
     natgrad run [SUITE | CONFIG.toml] [--out results] [--n-jobs N | --dask ADDRESS]
                 [--dry-run]
     natgrad report [--out results]
-    natgrad compare A B [--eps 1e-6]
+    natgrad compare A B [--eps 1e-6] [--time-threshold 1.5] [--fail-on-regression]
 
 ``natgrad run`` with no argument runs the quick suite (every solver on every bundled
 problem, 3 seeds) and writes ``results/``: per-run files, tables, figures and
@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .grid import DEFAULT_SOLVERS, SUITE_BUDGETS, load_config, run_grid, with_seeds
 from .problems import PROBLEMS, SUITES
+from .report import SAME_TOLERANCE, TIME_THRESHOLD, compare
 from .store import ResultsStore
 
 __all__ = ["main"]
@@ -145,7 +146,9 @@ def _cmd_report(args) -> int:
 
 
 def _cmd_compare(args) -> int:
-    from .report import compare
+    import warnings
+
+    import pandas as pd
 
     frames = []
     for path in (args.a, args.b):
@@ -154,13 +157,35 @@ def _cmd_compare(args) -> int:
             print(f"natgrad compare: no results under {path!r}", file=sys.stderr)
             return 2
         frames.append(store.load())
-    table = compare(frames[0], frames[1], eps=args.eps)
-    import pandas as pd
-
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            table = compare(
+                frames[0],
+                frames[1],
+                eps=args.eps,
+                tolerance=args.tolerance,
+                time_threshold=args.time_threshold,
+            )
+    except ValueError as exc:
+        print(f"natgrad compare: {exc}", file=sys.stderr)
+        return 2
+    for warning in caught:
+        print(f"natgrad compare: warning: {warning.message}", file=sys.stderr)
     with pd.option_context(
-        "display.width", 200, "display.max_columns", 30, "display.max_rows", 500
+        "display.width", 250, "display.max_columns", 40, "display.max_rows", 500
     ):
-        print(table.to_string(index=False))
+        print(table.drop(columns=table.filter(like="_ratio").columns).to_string(index=False))
+    worse = table[table["verdict"] == "worse"]
+    if args.fail_on_regression and not worse.empty:
+        print(f"natgrad compare: {len(worse)} of {len(table)} rows got worse:", file=sys.stderr)
+        for r in worse.itertuples(index=False):
+            changes = ", ".join(
+                f"{m} {getattr(r, f'{m}_a'):.4g} -> {getattr(r, f'{m}_b'):.4g}"
+                for m in r.worse.split(", ")
+            )
+            print(f"  {r.problem} / {r.solver}: {changes}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -200,10 +225,32 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="tables, figures and HTML from stored results")
     p.add_argument("--out", default="results")
     p.set_defaults(func=_cmd_report)
-    p = sub.add_parser("compare", help="compare two result folders")
+    p = sub.add_parser(
+        "compare",
+        help="compare two result folders (A = before, B = after); can gate CI",
+    )
     p.add_argument("a")
     p.add_argument("b")
-    p.add_argument("--eps", type=float, default=1e-6)
+    p.add_argument("--eps", type=float, default=1e-6, help="suboptimality target (1e-6)")
+    p.add_argument(
+        "--tolerance",
+        type=float,
+        default=SAME_TOLERANCE,
+        help=f"relative change of iterations, oracle calls, final suboptimality and failed "
+        f"runs still called same (default {SAME_TOLERANCE:g})",
+    )
+    p.add_argument(
+        "--time-threshold",
+        type=float,
+        default=TIME_THRESHOLD,
+        help=f"time ratio judged worse/better, only when both sides ran on one machine "
+        f"(default {TIME_THRESHOLD:g})",
+    )
+    p.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help="exit 1 and list the rows when any row got worse",
+    )
     p.set_defaults(func=_cmd_compare)
     return parser
 

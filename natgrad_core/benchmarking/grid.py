@@ -320,10 +320,11 @@ class GridSummary:
 def _prepare_references(specs: Iterable[RunSpec], cache_dir):
     seen = set()
     for spec in specs:
-        if spec.problem.convex and spec.problem.name not in seen:
-            seen.add(spec.problem.name)
+        # one reference per (problem, seed): the seed draws the training data
+        if spec.problem.convex and (spec.problem.name, spec.seed) not in seen:
+            seen.add((spec.problem.name, spec.seed))
             try:
-                reference_solution(spec.problem.load(), cache_dir)
+                reference_solution(spec.problem.load(spec.seed), cache_dir)
             except Exception:
                 continue
 

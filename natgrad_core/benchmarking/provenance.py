@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_info
 
-__all__ = ["code_version", "config_hash", "provenance"]
+__all__ = ["code_version", "config_hash", "machine_id", "provenance"]
 
 _PACKAGE_DIR = Path(__file__).resolve().parents[1]
 _DEPENDENCIES = (
@@ -82,6 +83,14 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+@lru_cache(maxsize=1)
+def machine_id() -> str:
+    """First 12 hex digits of a SHA-256 over CPU model, logical cores, platform and host
+    name: two runs with the same id ran on the same machine, so their times compare."""
+    facts = [_cpu_model(), str(os.cpu_count()), platform.platform(), platform.node()]
+    return hashlib.sha256("\n".join(facts).encode()).hexdigest()[:12]
 
 
 def provenance(config=None) -> dict:

@@ -35,6 +35,7 @@ import base64
 import html
 import json
 import re
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -48,12 +49,15 @@ __all__ = [
     "FVP_COST",
     "MEASURES",
     "SAME_TOLERANCE",
+    "TIME_THRESHOLD",
+    "VERDICT_MEASURES",
     "add_best_known",
     "build_report",
     "compare",
     "make_figures",
     "performance_profile",
     "run_metrics",
+    "step_diagnostics",
     "summary_tables",
     "write_html",
     "write_tables",
@@ -68,9 +72,24 @@ MEASURES: dict[str, str] = {
     "oracle_calls": "oracle_calls_to_eps",
     "iterations": "iterations_to_eps",
 }
-"""Cost measures for :func:`performance_profile` / :func:`compare` -> per-run column."""
-SAME_TOLERANCE = 0.1
-""":func:`compare` calls a change "same" when ``|B - A| <= 0.1 * A``."""
+"""Cost measures for :func:`performance_profile` and the to-ε tables -> per-run column."""
+VERDICT_MEASURES: dict[str, tuple[str, str]] = {
+    "iterations": ("iterations_to_eps", "median"),
+    "oracle_calls": ("oracle_calls_to_eps", "median"),
+    "final_suboptimality": ("final_suboptimality", "median"),
+    "failed_runs": ("failed", "sum"),
+}
+"""The deterministic measures :func:`compare` judges (name -> (per-run column at ε,
+aggregation over seeds); lower is better): they depend on the code and the seeds, not on
+the machine or its load. Adding a measure is one line here."""
+SAME_TOLERANCE = 1e-9
+""":func:`compare` calls a deterministic measure "same" when ``|B - A| <= 1e-9 * A``
+(rounding: deterministic measures reproduce to the last bits on one machine)."""
+TIME_THRESHOLD = 1.5
+""":func:`compare` judges time-to-ε (same machine only) "worse" above B/A = 1.5 and
+"better" below A/B = 1.5: smaller changes are noise on a shared 2-core machine."""
+FAILED_STATUSES = ("diverged", "error")
+"""Run statuses that count as failed in :func:`compare` (as do runs with any flag)."""
 
 STATUS_ORDER = ("converged", "target", "max_iter", "time_limit", "diverged", "skipped", "error")
 PLOT_FLOOR = 1e-16
@@ -287,8 +306,53 @@ def summary_tables(
     counts = counts[order].astype(np.int64)
     counts.columns.name = None
     counts.insert(0, "n_runs", counts.sum(axis=1))
-    tables["status"] = counts.reset_index()
+    diagnostics = step_diagnostics(frame)
+    tables["status"] = counts.reset_index().merge(diagnostics[[*_KEYS, "flagged"]], on=_KEYS)
+    tables["step_diagnostics"] = diagnostics
     return tables
+
+
+def _last_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The last recorded row of every run, indexed by run_key."""
+    f = frame.sort_values(["run_key", "iteration"], kind="stable")
+    return f.groupby("run_key", sort=True).tail(1).set_index("run_key")
+
+
+def step_diagnostics(frame: pd.DataFrame) -> pd.DataFrame:
+    """What the steps of each (problem, solver) went through, summed over its runs.
+
+    From the runner's per-run counts of the per-step ``step_status``::
+
+        steps      = sum over runs of the final iteration (steps attempted)
+        rejected   = sum of n_rejected   (steps not taken: rejected, no descent, ...)
+        cg_capped  = sum of n_cg_capped  (CG solves stopped at their iteration cap)
+        fallbacks  = sum of n_fallbacks  (solves that fell back to jitter or pinv)
+        flagged    = runs with any flag  (loss ended above its start, mostly rejected)
+        flags      = each flag with its number of runs, e.g. "loss_increased x2"
+
+    Returns
+    -------
+    DataFrame
+        Columns problem, solver, n_runs, steps, rejected, cg_capped, fallbacks, flagged,
+        flags; one row per (problem, solver).
+    """
+    last = _last_rows(frame)
+    g = last.groupby(_KEYS, sort=True)
+    table = g.agg(
+        n_runs=("iteration", "size"),
+        steps=("iteration", "sum"),
+        rejected=("n_rejected", "sum"),
+        cg_capped=("n_cg_capped", "sum"),
+        fallbacks=("n_fallbacks", "sum"),
+        flagged=("flags", lambda s: int((s != "").sum())),
+        flags=("flags", _count_flags),
+    )
+    return table.reset_index()
+
+
+def _count_flags(flags: pd.Series) -> str:
+    counts = flags[flags != ""].str.split(";").explode().value_counts()
+    return ", ".join(f"{name} x{n}" for name, n in sorted(counts.items()))
 
 
 # ----------------------------------------------------------------------------- 3. profiles
@@ -510,7 +574,8 @@ _TABLE_TITLES = {
     "cost_per_step": "Cost per step in full-gradient evaluations ((time / iterations) / grad_time)",
     "fidelity": "Mean fidelity over the run: cosine(step, exact natural-gradient direction)",
     "test_metric": "Final test metric (accuracy; MSE for the autoencoder)",
-    "status": "Number of runs per final status",
+    "status": "Number of runs per final status (flagged: runs with any flag)",
+    "step_diagnostics": "Steps not taken, CG solves at their cap, solve fallbacks; flagged runs",
 }
 
 
@@ -737,6 +802,11 @@ the solver is within a factor &tau; of the best. Its value at &tau;&nbsp;=&nbsp;
 the solver is fastest, its right end how often it reaches &epsilon; at all; higher is better.
 <b>Fidelity</b> is the cosine between the step taken and the exact natural-gradient direction
 (recorded only for small problems).</p>
+<p><b>Seeds</b> draw the train/test split, so the spread over seeds is statistical spread.
+<b>Step diagnostics</b> sum over runs the steps not taken, the CG solves stopped at their cap
+and the jitter / pseudo-inverse fallbacks; a run is <b>flagged</b> when its loss ended above
+its start or more than half of its steps were not taken, which its final status alone (e.g.
+max_iter) would hide.</p>
 """
 
 _FIGURE_CAPTIONS = {
@@ -904,30 +974,36 @@ def compare(
     frame_a: pd.DataFrame,
     frame_b: pd.DataFrame,
     eps: float = 1e-6,
-    measure: str = "time",
     tolerance: float = SAME_TOLERANCE,
+    time_threshold: float = TIME_THRESHOLD,
 ) -> pd.DataFrame:
     """Compare two result sets (A = before, B = after) per (problem, solver) in both.
 
     Non-convex problems get a common best-known reference: :func:`add_best_known` is
     applied to A and B together, so both are measured against the same ``F*``.
-    For each (problem, solver) present in both, with medians over seeds as in
-    :func:`summary_tables`: time-to-ε, oracle-calls-to-ε and final suboptimality
-    (clipped at 0, since rounding can make it slightly negative) in A and B, and each
-    ratio B/A (1 when equal, including inf/inf and 0/0; inf when A = 0 < B).
+    For each (problem, solver) present in both, per side, over its seeds:
 
-    The verdict uses the ratio of ``measure``-to-ε, or, when neither A nor B reaches ε,
-    the ratio of final suboptimality (lower is better for all three)::
+    * the deterministic measures of :data:`VERDICT_MEASURES`: median iterations-to-ε,
+      median oracle-calls-to-ε, median final suboptimality (floored at ε: below the
+      target every value is "reached", and rounding differences there are no change),
+      and the number of failed runs (status in :data:`FAILED_STATUSES`, or flagged);
+    * median time-to-ε (seconds inside optimizer steps).
 
-        "same"   if |B - A| <= tolerance * A, i.e. 1 - tolerance <= B/A <= 1 + tolerance
-        "better" if B/A < 1 - tolerance
-        "worse"  if B/A > 1 + tolerance
-        "unknown" if the ratio is NaN (e.g. every run failed on both sides)
+    Each measure gets the ratio B/A (1 when equal, including inf/inf and 0/0; inf when
+    A = 0 < B) and a judgement, lower being better::
 
-    Problems and solvers are matched by their labels (``problem``, ``solver``), not by
-    hyperparameters: relabel configurations whose ``params`` changed. Times from two
-    machines or two loads of one machine are only comparable with care (see the
-    ``n_concurrent`` and ``blas_threads`` columns).
+        deterministic measure:  "worse" if B/A > 1 + tolerance, "better" if B/A < 1 - tolerance
+        time:                   "worse" if B/A > time_threshold, "better" if A/B > time_threshold,
+                                judged only when every run of the row on both sides ran on
+                                one and the same machine (column ``machine``)
+
+    The row's verdict is "worse" if any measure got worse, else "better" if any got
+    better, else "unknown" if no ratio is defined (e.g. every run failed on both sides),
+    else "same". Problems and solvers are matched by their labels (``problem``,
+    ``solver``), not by hyperparameters: relabel configurations whose ``params`` changed.
+
+    Warns (``UserWarning``) when time could not be judged for some rows because they ran
+    on different machines.
 
     Parameters
     ----------
@@ -935,66 +1011,103 @@ def compare(
         Results tables following :data:`store.SCHEMA`.
     eps : float
         Absolute suboptimality target.
-    measure : {"time", "oracle_calls", "iterations"}
-        Cost the verdict is based on.
     tolerance : float
-        Relative change still called "same" (default 10 %).
+        Relative change of a deterministic measure still called "same" (default 1e-9).
+    time_threshold : float
+        Ratio of times (> 1) beyond which time counts as changed (default 1.5).
 
     Returns
     -------
     DataFrame
-        Columns problem, solver, time_a, time_b, time_ratio, oracle_calls_a,
-        oracle_calls_b, oracle_calls_ratio, final_suboptimality_a, final_suboptimality_b,
-        final_suboptimality_ratio (plus iterations_* when ``measure="iterations"``),
-        basis (the ratio column the verdict used), verdict; sorted by ``|log(ratio)|``
-        of the basis, largest change first.
+        Columns problem, solver, then ``<m>_a``, ``<m>_b``, ``<m>_ratio`` for every
+        measure m of :data:`VERDICT_MEASURES` and ``time``; ``time_judged`` (same
+        machine); ``worse`` and ``better`` (the measures that changed, comma-separated);
+        ``verdict``. Sorted worse, better, unknown, same, then by problem and solver.
+
+    Raises
+    ------
+    ValueError
+        If ``eps`` is not > 0, ``tolerance`` not >= 0, ``time_threshold`` not > 1, or no
+        (problem, solver) appears in both A and B.
     """
-    if measure not in MEASURES:
-        raise ValueError(f"measure must be one of {list(MEASURES)}, got {measure!r}.")
+    if not (eps > 0 and tolerance >= 0 and time_threshold > 1):
+        raise ValueError(
+            "compare needs eps > 0, tolerance >= 0 and time_threshold > 1; got "
+            f"eps={eps!r}, tolerance={tolerance!r}, time_threshold={time_threshold!r}."
+        )
+    pairs = [set(zip(f["problem"], f["solver"])) for f in (frame_a, frame_b)]
+    if not pairs[0] & pairs[1]:
+        raise ValueError(
+            "the two result sets have no (problem, solver) in common: "
+            f"A has {sorted(pairs[0])}, B has {sorted(pairs[1])}."
+        )
     both = pd.concat(
         [frame_a.assign(_side="a"), frame_b.assign(_side="b")], ignore_index=True
     ).drop(columns=["reference"], errors="ignore")
     both = add_best_known(both)
-    metrics = {}
-    for side, part in both.groupby("_side"):
-        runs, crossing = run_metrics(part.drop(columns="_side"), (eps,))
-        per = {
-            "time": _spread(crossing.groupby(_KEYS)["time_to_eps"])["median"],
-            "oracle_calls": _spread(crossing.groupby(_KEYS)["oracle_calls_to_eps"])["median"],
-            "iterations": _spread(crossing.groupby(_KEYS)["iterations_to_eps"])["median"],
-            "final_suboptimality": _spread(
-                runs["final_suboptimality"].clip(lower=0).groupby([runs[k] for k in _KEYS])
-            )["median"],
-        }
-        metrics[side] = pd.DataFrame(per)
-    if set(metrics) != {"a", "b"}:
-        return pd.DataFrame(columns=["problem", "solver", "verdict"])
-    a, b = metrics["a"].align(metrics["b"], join="inner", axis=0)
+    sides = {side: _compare_side(part, eps) for side, part in both.groupby("_side")}
+    a, b = sides["a"].align(sides["b"], join="inner", axis=0)
     out = pd.DataFrame(index=a.index)
-    names = ["time", "oracle_calls", "final_suboptimality"]
-    if measure == "iterations":
-        names.insert(2, "iterations")
-    for name in names:
-        out[f"{name}_a"] = a[name]
-        out[f"{name}_b"] = b[name]
-        out[f"{name}_ratio"] = _ratio(a[name], b[name])
-    reached = np.isfinite(a[measure]) | np.isfinite(b[measure])
-    basis = np.where(reached, f"{measure}_ratio", "final_suboptimality_ratio")
-    ratio = np.where(
-        reached,
-        _ratio(a[measure], b[measure]),
-        out["final_suboptimality_ratio"].to_numpy(dtype=np.float64),
-    )
-    out["basis"] = basis
+    judged = {}
+    for name in [*VERDICT_MEASURES, "time"]:
+        out[f"{name}_a"], out[f"{name}_b"] = a[name], b[name]
+        ratio = _ratio(a[name], b[name])
+        out[f"{name}_ratio"] = ratio
+        limit = time_threshold if name == "time" else 1 + tolerance
+        low = 1 / time_threshold if name == "time" else 1 - tolerance
+        judged[name] = np.select(
+            [ratio > limit, ratio < low, np.isnan(ratio)], ["worse", "better", "unknown"], "same"
+        )
+    out["time_judged"] = (a["machine"] == b["machine"]) & (a["machine"] != _MIXED)
+    judged["time"] = np.where(out["time_judged"], judged["time"], "unknown")
+    states = pd.DataFrame(judged, index=out.index)
+    for state in ("worse", "better"):
+        out[state] = states.apply(lambda r, s=state: ", ".join(r.index[r == s]), axis=1)
     out["verdict"] = np.select(
-        [ratio < 1 - tolerance, ratio > 1 + tolerance, np.isnan(ratio)],
-        ["better", "worse", "unknown"],
-        default="same",
+        [out["worse"] != "", out["better"] != "", (states == "unknown").all(axis=1)],
+        ["worse", "better", "unknown"],
+        "same",
     )
-    with np.errstate(divide="ignore"):
-        change = np.abs(np.log(ratio))
-    out["_change"] = np.where(np.isnan(change), -1.0, change)
+    untimed = int((~out["time_judged"]).sum())
+    if untimed:
+        warnings.warn(
+            f"time not judged for {untimed} of {len(out)} rows: they ran on different "
+            f"machines (A: {_machines(frame_a)}, B: {_machines(frame_b)}); the verdict "
+            "rests on the deterministic measures only.",
+            UserWarning,
+            stacklevel=2,
+        )
+    order = {"worse": 0, "better": 1, "unknown": 2, "same": 3}
     out = out.reset_index().sort_values(
-        ["_change", "problem", "solver"], ascending=[False, True, True], kind="stable"
+        ["verdict", "problem", "solver"], key=lambda c: c.map(order) if c.name == "verdict" else c
     )
-    return out.drop(columns="_change").reset_index(drop=True)
+    return out.reset_index(drop=True)
+
+
+_MIXED = "(several)"
+
+
+def _machines(frame: pd.DataFrame) -> str:
+    return ", ".join(sorted(frame["machine"].unique()))
+
+
+def _compare_side(frame: pd.DataFrame, eps: float) -> pd.DataFrame:
+    """Per (problem, solver): the aggregated measures of :func:`compare` and the machine
+    every run ran on (``_MIXED`` if several)."""
+    frame = frame.drop(columns="_side")
+    runs, crossing = run_metrics(frame, (eps,))
+    last = _last_rows(frame)
+    per_run = runs.join(crossing.set_index("run_key").drop(columns=[*_KEYS, "reference"]))
+    per_run["final_suboptimality"] = per_run["final_suboptimality"].clip(lower=eps)
+    failed = per_run["status"].isin(FAILED_STATUSES) | (last["flags"] != "")
+    per_run["failed"] = failed.astype(np.float64)
+    per_run["machine"] = last["machine"]
+    g = per_run.groupby(_KEYS, sort=True)
+    out = {
+        name: g[column].agg(lambda s: _quantile(s.to_numpy(), 0.5))
+        if how == "median"
+        else g[column].sum()
+        for name, (column, how) in {**VERDICT_MEASURES, "time": ("time_to_eps", "median")}.items()
+    }
+    out["machine"] = g["machine"].agg(lambda s: s.iloc[0] if s.nunique() == 1 else _MIXED)
+    return pd.DataFrame(out)

@@ -5,7 +5,13 @@ iteration — never by restarting the solver with larger budgets (as benchopt do
 driver's clock runs only inside optimizer steps; everything the callback evaluates
 (suboptimality, test metric, fidelity) is outside it. Before the timed run, one untimed
 warm-up step primes caches and BLAS. BLAS threads are pinned with threadpoolctl for the
-whole run and recorded, as is the number of runs sharing the machine.
+whole run and recorded, as are the number of runs sharing the machine and the machine's
+id (:func:`provenance.machine_id`).
+
+Each run also counts what its steps went through (from the per-step ``step_status``):
+steps not taken, CG solves stopped at their cap, jitter / pseudo-inverse fallbacks; and it
+is flagged when its loss ends above its start or most of its steps were not taken, so a
+run that "finished" without making progress never reads as a success.
 
 Runs stop on max_iter, the target suboptimality, the gradient tolerance, a per-run time
 limit, or divergence. Any exception is caught and recorded as status "error" with its
@@ -31,7 +37,7 @@ from ..models.objective import Objective
 from ..optim import PRECONDITIONERS, SOLVERS, make_optimizer, minimize
 from ..optim.registry import resolved_params
 from .problems import Problem, ProblemData
-from .provenance import code_version, config_hash
+from .provenance import code_version, config_hash, machine_id
 from .reference import Reference, reference_solution
 from .store import SCHEMA, SCHEMA_VERSION
 
@@ -43,6 +49,16 @@ DENSE_FLOP_LIMIT = 2e11
 # Fidelity needs one dense natural-gradient solve per iteration: only for small problems.
 FIDELITY_MAX_PARAMS = 400
 FIDELITY_DAMPING = 1e-4
+# Per-step statuses (see optim.base.StepInfo) counted per run: steps not taken (θ unchanged),
+# CG solves stopped at their cap, solves that fell back from Cholesky. A step whose solve fell
+# back *and* was rejected records only the fallback, so a step is also counted as not taken
+# when its step size is 0.
+REJECTED_STEPS = ("rejected", "line_search_failed", "not_descent")
+CG_CAPPED_STEPS = ("max_cg_iter",)
+FALLBACK_STEPS = ("jitter", "pinv")
+MOSTLY_REJECTED = 0.5
+"""A run is flagged ``mostly_rejected`` when more than this fraction of its steps were not
+taken."""
 
 
 @dataclass(frozen=True)
@@ -212,10 +228,31 @@ class _Recorder:
         return out
 
 
+def _step_diagnostics(frame: pd.DataFrame) -> dict:
+    """Run-level counts of the per-step statuses and the run's flags (store.SCHEMA)."""
+    taken = frame["iteration"] > 0
+    steps = frame.loc[taken, "step_status"]
+    n_rejected = int((steps.isin(REJECTED_STEPS) | (frame.loc[taken, "step_size"] == 0)).sum())
+    flags = []
+    loss = frame["loss"].to_numpy(dtype=np.float64)
+    if loss.size > 1 and not loss[-1] <= loss[0]:  # NaN at the end counts as above
+        flags.append("loss_increased")
+    if n_rejected > MOSTLY_REJECTED * len(steps):
+        flags.append("mostly_rejected")
+    return {
+        "n_rejected": n_rejected,
+        "n_cg_capped": int(steps.isin(CG_CAPPED_STEPS).sum()),
+        "n_fallbacks": int(steps.isin(FALLBACK_STEPS).sum()),
+        "flags": ";".join(flags),
+    }
+
+
 def _frame(spec, data, rows, status, message, n_concurrent, blas_threads, grad_time=np.nan):
     frame = pd.DataFrame(rows)
     if frame.empty:
-        frame = pd.DataFrame({"iteration": [0]})
+        frame = pd.DataFrame(
+            {"iteration": [0], "loss": [np.nan], "step_size": [np.nan], "status": [""]}
+        )
     frame = frame.rename(columns={"status": "step_status"})
     constants = {
         "schema_version": SCHEMA_VERSION,
@@ -235,6 +272,8 @@ def _frame(spec, data, rows, status, message, n_concurrent, blas_threads, grad_t
         "n_concurrent": n_concurrent,
         "blas_threads": blas_threads,
         "grad_time": grad_time,
+        "machine": machine_id(),
+        **_step_diagnostics(frame),
     }
     for col, value in constants.items():
         frame[col] = value
@@ -254,7 +293,7 @@ def execute(
     data = None
     try:
         with threadpool_limits(limits=blas_threads):
-            data = spec.problem.load()
+            data = spec.problem.load(spec.seed)
             reason = _infeasible(spec, data)
             if reason is not None:
                 return _frame(spec, data, [], "skipped", reason, n_concurrent, blas_threads)

@@ -23,7 +23,7 @@ import pandas as pd
 
 __all__ = ["SCHEMA", "SCHEMA_VERSION", "ResultsStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 SCHEMA: dict[str, tuple[str, str]] = {
     "schema_version": ("int64", "version of this table layout"),
@@ -36,7 +36,11 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "solver": ("str", "solver configuration label"),
     "solver_name": ("str", "exact|diag|kfac|ekfac|cg|gd|momentum|adam|lbfgs"),
     "params": ("str", "every hyperparameter of the solver, as sorted JSON"),
-    "seed": ("int64", "seed of the run (initialization, batches, Monte-Carlo labels)"),
+    "seed": (
+        "int64",
+        "seed of the run: train/test split, initialization, batches, Monte-Carlo labels "
+        "(re-running a seed repeats the same computation: a timing repeat, not a sample)",
+    ),
     "batch_size": ("int64", "mini-batch size; 0 = full batch"),
     "iteration": ("int64", "iteration (0 = start)"),
     "time": ("float64", "seconds inside optimizer steps so far (evaluation excluded)"),
@@ -68,6 +72,23 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "message": ("str", "why the run ended"),
     "n_concurrent": ("int64", "runs sharing the machine while this one ran"),
     "blas_threads": ("int64", "BLAS threads the run was pinned to"),
+    "machine": (
+        "str",
+        "machine id (hash of CPU model, logical cores, platform, host): times compare "
+        "only between runs with the same id",
+    ),
+    "n_rejected": (
+        "int64",
+        "steps of the run not taken (step size 0: rejected, failed line search, no descent)",
+    ),
+    "n_cg_capped": ("int64", "steps whose CG solve stopped at its iteration cap"),
+    "n_fallbacks": ("int64", "steps whose solve fell back to jitter or pseudo-inverse"),
+    "flags": (
+        "str",
+        "what went wrong in a run that did not fail outright, ';'-separated: "
+        "loss_increased (final loss above the start), mostly_rejected (> half the "
+        "steps rejected); empty if nothing",
+    ),
 }
 
 

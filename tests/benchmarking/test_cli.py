@@ -139,7 +139,8 @@ def test_run_writes_every_run_once(serial):
     assert (table["n_concurrent"] == 1).all() and (table["blas_threads"] == 1).all()
     assert (table["status"] == "max_iter").all()
     assert table.groupby("run_key")["iteration"].max().eq(8).all()
-    assert (out / "cache").is_dir() and len(list((out / "cache").glob("*.npz"))) == 1
+    # one reference per convex problem and seed: the seed draws the training data
+    assert len(list((out / "cache").glob("*.npz"))) == len(TINY_SEEDS)
     assert not (out / "index.html").exists()  # --no-report
 
 
@@ -196,24 +197,70 @@ def test_run_with_two_jobs_matches_serial(serial, tiny_config, tmp_path):
     pd.testing.assert_frame_equal(deterministic(parallel), deterministic(ResultsStore(out).load()))
 
 
+def verdicts(stdout: str) -> set[str]:
+    return {line.split()[-1] for line in stdout.splitlines()[1:]}
+
+
+def _rewritten(out: Path, to: Path, **changes) -> Path:
+    """A copy of the stored runs under ``to`` with some columns changed."""
+    frame = ResultsStore(out).load()
+    for key, run in frame.assign(**changes).groupby("run_key"):
+        ResultsStore(to).write_run(key, run)
+    return to
+
+
 def test_compare_prints_a_table(serial, tmp_path):
     out, _ = serial
-    code, stdout, stderr = run_cli("compare", out, out)
+    code, stdout, stderr = run_cli("compare", out, out, "--fail-on-regression")
     assert code == 0, stderr
     lines = stdout.splitlines()
     assert "problem" in lines[0] and "solver" in lines[0] and "verdict" in lines[0]
     for name in (*TINY_PROBLEMS, *TINY_SOLVERS):
         assert name in stdout
     # a result set compared with itself has changed nowhere
-    assert "better" not in stdout and "worse" not in stdout
-    # the same runs, three times slower: every solver that reaches eps got worse
-    slow = tmp_path / "slow"
+    assert {line.split()[-1] for line in lines[1:]} == {"same"} and stderr == ""
+
+
+def test_compare_judges_time_only_on_one_machine(serial, tmp_path):
+    out, _ = serial
     frame = ResultsStore(out).load()
-    for key, run in frame.assign(time=3 * frame["time"]).groupby("run_key"):
-        ResultsStore(slow).write_run(key, run)
+    # the same runs, three times slower on this machine: every solver that reaches eps
+    slow = _rewritten(out, tmp_path / "slow", time=3 * frame["time"])
     code, stdout, stderr = run_cli("compare", out, slow, "--eps", "0.1")
     assert code == 0, stderr
-    assert "worse" in stdout and "better" not in stdout
+    assert verdicts(stdout) == {"worse", "same"}
+    code, stdout, _ = run_cli("compare", out, slow, "--eps", "0.1", "--time-threshold", "4")
+    assert code == 0 and verdicts(stdout) == {"same"}
+    # ... and on another CPU: same counts, so nothing got worse, with a warning
+    other = _rewritten(out, tmp_path / "other", time=3 * frame["time"], machine="elsewhere")
+    code, stdout, stderr = run_cli("compare", out, other, "--eps", "0.1", "--fail-on-regression")
+    assert code == 0, stderr
+    assert verdicts(stdout) == {"same"}
+    assert "warning: time not judged" in stderr and "elsewhere" in stderr
+
+
+def test_compare_fails_on_regression_and_names_the_rows(serial, tmp_path):
+    out, _ = serial
+    frame = ResultsStore(out).load()
+    # one more iteration everywhere for K-FAC (which reaches 0.1) on the logistic problem
+    worse = frame["solver"].eq(TINY_SOLVERS[1]) & frame["problem"].eq(TINY_PROBLEMS[0])
+    later = _rewritten(out, tmp_path / "later", iteration=frame["iteration"] + worse)
+    code, stdout, _ = run_cli("compare", out, later, "--eps", "0.1")
+    assert code == 0  # without the flag compare only reports
+    code, stdout, stderr = run_cli("compare", out, later, "--eps", "0.1", "--fail-on-regression")
+    assert code == 1
+    assert "1 of 4 rows got worse" in stderr
+    assert f"{TINY_PROBLEMS[0]} / {TINY_SOLVERS[1]}: iterations" in stderr
+    assert stdout.splitlines()[1].split()[:2] == [TINY_PROBLEMS[0], TINY_SOLVERS[1]]
+
+
+def test_compare_without_common_rows_is_an_error(serial, tmp_path):
+    out, _ = serial
+    frame = ResultsStore(out).load()
+    renamed = _rewritten(out, tmp_path / "renamed", solver="other-" + frame["solver"])
+    code, stdout, stderr = run_cli("compare", out, renamed)
+    assert code == 2 and stdout == ""
+    assert "no (problem, solver) in common" in stderr and "other-" in stderr
 
 
 def test_compare_needs_results(tmp_path):

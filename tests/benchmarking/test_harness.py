@@ -409,10 +409,10 @@ def test_infeasible_exact_run_is_skipped(monkeypatch, limit, value, reason):
 def _fail_loading(monkeypatch, name):
     original = Problem.load
 
-    def load(self):
+    def load(self, seed=0):
         if self.name == name:
             raise RuntimeError(f"cannot read {name}")
-        return original(self)
+        return original(self, seed)
 
     monkeypatch.setattr(Problem, "load", load)
 
@@ -485,6 +485,107 @@ def test_same_run_twice_gives_identical_rows(solver):
     assert other["run_key"].iloc[0] != one["run_key"].iloc[0]
     assert other["loss"].iloc[0] != one["loss"].iloc[0]  # another initialization
     assert not np.allclose(other["loss"].iloc[-1], one["loss"].iloc[-1])
+
+
+# ==================================================================================== seeds
+def test_run_seed_redraws_the_stratified_split():
+    problem = get_problem("wine-logistic")
+    _, y = datasets.load_wine(return_X_y=True)
+    one, two = problem.load(0), problem.load(1)
+    assert problem.load(0) is one  # cached per (problem, seed)
+    # the same split would give the same standardized training matrix
+    assert one.X_train.shape == two.X_train.shape
+    assert not np.array_equal(one.X_train, two.X_train)
+    # both splits partition the same data, with the same class counts (stratified)
+    for data in (one, two):
+        assert len(data.y_train) + len(data.y_test) == len(y)
+        np.testing.assert_array_equal(
+            np.bincount(data.y_train) + np.bincount(data.y_test), np.bincount(y)
+        )
+    np.testing.assert_array_equal(np.bincount(one.y_train), np.bincount(two.y_train))
+    assert one.content_hash() != two.content_hash()
+    with pytest.raises(ValueError, match="integer >= 0, got -1"):
+        problem.load(-1)
+
+
+def test_reference_is_the_optimum_of_each_seeds_data():
+    # independent reference: scikit-learn's Newton solver on the same seed's training data
+    problem = get_problem("breast_cancer-logistic")
+    losses = []
+    for seed in (0, 1):
+        data = problem.load(seed)
+        clf = LogisticRegression(C=1 / problem.alpha, solver="newton-cholesky", tol=1e-12)
+        clf.fit(data.X_train, data.y_train)
+        n = data.X_train.shape[0]
+        proba = clf.predict_proba(data.X_train)[np.arange(n), data.y_train]
+        sk_loss = -np.mean(np.log(proba)) + problem.alpha * np.sum(clf.coef_**2) / (2 * n)
+        losses.append(reference_solution(data).loss)
+        assert abs(losses[-1] - sk_loss) <= 1e-10
+    assert abs(losses[0] - losses[1]) > 1e-6
+
+
+def test_seeds_of_a_logistic_problem_give_different_numbers_and_a_seed_repeats():
+    exact = SolverConfig.make("exact", "exact", damping=1e-4, step="lm")
+    zero, one, again = (
+        execute(spec("breast_cancer-logistic", exact, seed=s, max_iter=20)) for s in (0, 1, 0)
+    )
+    # the start is theta = 0 for every seed, so only the data can make these differ
+    for column in ("loss", "test_metric"):
+        assert zero[column].iloc[-1] != one[column].iloc[-1], column
+    for frame in (zero, one):  # each seed measured against its own optimum
+        assert frame["suboptimality"].iloc[-1] >= 0
+        assert frame["status"].iloc[-1] == "target"
+    pd.testing.assert_frame_equal(
+        zero.drop(columns=TIMING_COLUMNS), again.drop(columns=TIMING_COLUMNS)
+    )
+
+
+# ========================================================================= step diagnostics
+DIAGNOSTIC_CASES = [
+    # (problem, solver, max_iter, expected flags)
+    ("wine-mlp", SolverConfig.make("x", "exact", damping=1e-12, step="lm"), 6, "mostly_rejected"),
+    (
+        "iris-mlp",
+        SolverConfig.make("y", "gd", learning_rate=30.0, step="fixed"),
+        4,
+        "loss_increased",
+    ),
+    ("wine-mlp", SolverConfig.make("z", "cg", cg_maxiter=2, step="lm"), 4, ""),
+    ("iris-logistic", SolverConfig.make("k", "kfac", step="quadratic"), 8, ""),
+]
+
+
+@pytest.mark.parametrize(("problem", "solver", "max_iter", "flags"), DIAGNOSTIC_CASES)
+def test_runs_count_step_troubles_and_flag_failure(problem, solver, max_iter, flags):
+    frame = execute(spec(problem, solver, max_iter=max_iter, fidelity=False))
+    steps = frame[frame["iteration"] > 0]
+    loss = frame["loss"].to_numpy()
+    last = frame.iloc[-1]
+    # references from the per-iteration columns: a step not taken leaves the loss unchanged
+    assert last["n_rejected"] == np.sum(loss[1:] == loss[:-1])
+    assert last["n_cg_capped"] == (steps["step_status"] == "max_cg_iter").sum()
+    assert last["n_fallbacks"] == steps["step_status"].isin(["jitter", "pinv"]).sum()
+    assert last["flags"] == flags
+    assert (loss[-1] > loss[0]) == ("loss_increased" in flags)
+    assert (last["n_rejected"] > max_iter / 2) == ("mostly_rejected" in flags)
+    for column in ("n_rejected", "n_cg_capped", "n_fallbacks", "flags", "machine"):
+        assert frame[column].nunique() == 1, column  # run-level constants
+
+
+def test_machine_id_names_the_machine(monkeypatch):
+    from natgrad_core.benchmarking import provenance
+
+    here = provenance.machine_id()
+    assert re.fullmatch(r"[0-9a-f]{12}", here)
+    assert execute(spec(max_iter=1))["machine"].iloc[0] == here
+    monkeypatch.setattr(provenance.platform, "node", lambda: "another-host")
+    provenance.machine_id.cache_clear()
+    try:
+        assert provenance.machine_id() != here
+    finally:
+        monkeypatch.undo()
+        provenance.machine_id.cache_clear()
+    assert provenance.machine_id() == here
 
 
 # ==================================================================================== store

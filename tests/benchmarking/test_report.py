@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -66,6 +67,11 @@ def make_run(problem, solver, seed, subs, times=None, **columns):
         "message": "",
         "n_concurrent": 1,
         "blas_threads": 1,
+        "machine": "m0",
+        "n_rejected": 0,
+        "n_cg_capped": 0,
+        "n_fallbacks": 0,
+        "flags": "",
     }
     unknown = set(columns) - set(SCHEMA)
     assert not unknown, unknown
@@ -197,6 +203,7 @@ def test_final_metrics_cost_per_step_fidelity_status():
         "target",
         "max_iter",
         "error",
+        "flagged",
     ]
     # the failed run never reaches any ε
     assert row(tables["time_to_eps"], eps=1e-2)["n_runs"] == 3
@@ -381,43 +388,120 @@ def test_build_report_on_real_store(tiny_store_frame, tmp_path):
     assert prov["config_hash"] is not None
 
 
-# ----------------------------------------------------------------------------- compare
-def test_compare_verdicts_and_order():
-    def side(times):
-        runs = []
-        for solver, t in times.items():
-            if isinstance(t, tuple):  # (never reaches 1e-6, final suboptimality)
-                runs.append(make_run("P", solver, 0, [1.0, t[1]], [0, 1]))
-            else:
-                runs.append(make_run("P", solver, 0, [1.0, 1e-7], [0, t]))
-        return frame_of(*runs)
+# ----------------------------------------------------------------------------- diagnostics
+def test_step_diagnostics_sum_the_run_counts_and_show_flags():
+    # counts written by the runner, summed by hand: 3 + 0 rejected, 1 + 2 capped, ...
+    runs = [
+        make_run(
+            "P",
+            "s",
+            0,
+            [1.0, 0.5, 0.4, 0.3],
+            n_rejected=3,
+            n_cg_capped=1,
+            n_fallbacks=0,
+            flags="mostly_rejected",
+        ),
+        make_run(
+            "P",
+            "s",
+            1,
+            [1.0, 2.0],
+            n_rejected=0,
+            n_cg_capped=2,
+            n_fallbacks=1,
+            flags="loss_increased;mostly_rejected",
+        ),
+        make_run("P", "t", 0, [1.0, 0.5]),
+    ]
+    tables = report.summary_tables(frame_of(*runs), EPS)
+    s = row(tables["step_diagnostics"], solver="s")
+    assert (s["n_runs"], s["steps"], s["rejected"], s["cg_capped"], s["fallbacks"]) == (
+        2,
+        4,
+        3,
+        3,
+        1,
+    )
+    assert (s["flagged"], s["flags"]) == (2, "loss_increased x1, mostly_rejected x2")
+    t = row(tables["step_diagnostics"], solver="t")
+    assert (t["rejected"], t["flagged"], t["flags"]) == (0, 0, "")
+    assert row(tables["status"], solver="s")["flagged"] == 2
 
-    a = side({"s1": 1.0, "s2": 1.0, "s3": 1.0, "s4": (None, 1e-3), "s5": 1.0, "s6": (None, 1e-3)})
-    b = side({"s1": 0.5, "s2": 1.05, "s3": 2.0, "s4": 1.0, "s6": (None, 1e-4), "s7": 1.0})
-    out = report.compare(a, b, eps=1e-6)
-    assert list(out["solver"]) == ["s4", "s6", "s1", "s3", "s2"]
+
+# ----------------------------------------------------------------------------- compare
+def _runs(solver, iterations, time=1.0, machine="m0", seeds=(0,), **columns):
+    """Runs of ("P", solver) reaching 1e-7 after ``iterations`` steps in ``time`` seconds."""
+    subs = np.r_[np.ones(iterations), 1e-7]
+    times = np.linspace(0.0, time, iterations + 1)
+    return [make_run("P", solver, s, subs, times, machine=machine, **columns) for s in seeds]
+
+
+def test_compare_judges_deterministic_measures_not_time_across_machines():
+    # the issue's case: same iterations and counts, times 3x slower on another CPU
+    a = frame_of(*_runs("s1", 5), *_runs("s2", 5), *_runs("s3", 5), *_runs("s4", 5))
+    b = frame_of(
+        *_runs("s1", 5, time=3.0, machine="m1"),
+        *_runs("s2", 6, machine="m1"),  # one more iteration: worse
+        *_runs("s3", 4, machine="m1"),  # one fewer: better
+        *_runs("s4", 5, machine="m1", status="diverged"),  # a failed run: worse
+    )
+    with pytest.warns(UserWarning, match="different machines"):
+        out = report.compare(a, b, eps=1e-6)
     verdict = dict(zip(out["solver"], out["verdict"]))
-    assert verdict == {"s1": "better", "s2": "same", "s3": "worse", "s4": "better", "s6": "better"}
+    assert verdict == {"s1": "same", "s2": "worse", "s3": "better", "s4": "worse"}
+    assert list(out["solver"]) == ["s2", "s4", "s3", "s1"]  # worse first
+    s2 = row(out, solver="s2")
+    assert (s2["iterations_a"], s2["iterations_b"], s2["worse"]) == (
+        5,
+        6,
+        "iterations, oracle_calls",
+    )
+    assert row(out, solver="s4")["worse"] == "failed_runs"
     s1 = row(out, solver="s1")
-    assert (s1["time_a"], s1["time_b"], s1["time_ratio"]) == (1.0, 0.5, 0.5)
-    assert s1["basis"] == "time_ratio"
-    s4 = row(out, solver="s4")
-    assert (s4["time_a"], s4["time_ratio"]) == (np.inf, 0.0)
-    s6 = row(out, solver="s6")
-    assert s6["basis"] == "final_suboptimality_ratio"
-    assert s6["final_suboptimality_ratio"] == pytest.approx(0.1)
-    assert s6["time_ratio"] == 1.0  # inf / inf counts as unchanged
-    # exactly 10 % is still "same"; the other way round s3 is "better"
-    edge = report.compare(side({"s": 1.0}), side({"s": 1.1}))
-    assert edge["verdict"].iloc[0] == "same"
-    assert row(report.compare(b, a), solver="s3")["verdict"] == "better"
+    assert (s1["time_ratio"], s1["time_judged"]) == (3.0, False)
+
+
+@pytest.mark.parametrize(
+    ("time_b", "threshold", "expected"),
+    [
+        (3.0, 1.5, "worse"),
+        (1.4, 1.5, "same"),
+        (0.5, 1.5, "better"),
+        (3.0, 4.0, "same"),
+        (100.0, np.inf, "same"),  # deterministic measures only
+    ],
+)
+def test_compare_judges_time_on_one_machine(time_b, threshold, expected):
+    a, b = frame_of(*_runs("s", 5)), frame_of(*_runs("s", 5, time=time_b))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # one machine: no warning
+        out = report.compare(a, b, time_threshold=threshold)
+    assert (out["time_judged"].iloc[0], out["verdict"].iloc[0]) == (True, expected)
+
+
+def test_compare_floors_final_suboptimality_at_eps_and_counts_flags():
+    # both end below eps = 1e-6 (1e-9 vs 1e-8): no change; B's run is flagged: failed
+    a = make_run("P", "s", 0, [1.0, 1e-9])
+    b = make_run("P", "s", 0, [1.0, 1e-8], flags="loss_increased")
+    out = report.compare(a, b, eps=1e-6).iloc[0]
+    assert (out["final_suboptimality_a"], out["final_suboptimality_ratio"]) == (1e-6, 1.0)
+    assert (out["failed_runs_a"], out["failed_runs_b"], out["verdict"]) == (0, 1, "worse")
+
+
+def test_compare_without_common_rows_raises():
+    a, b = frame_of(*_runs("s1", 5)), frame_of(*_runs("s2", 5))
+    with pytest.raises(ValueError, match=r"no \(problem, solver\) in common.*s1.*s2"):
+        report.compare(a, b)
 
 
 def test_compare_uses_a_common_best_known_reference():
     a = make_run("mlp", "s", 0, [np.nan] * 2, [0, 1], convex=False, loss=[1.0, 0.5])
     b = make_run("mlp", "s", 0, [np.nan] * 2, [0, 1], convex=False, loss=[1.0, 0.25])
     out = report.compare(a, b, eps=1e-6)
-    # common F* = 0.25: A ends at 0.25 (never reaches 1e-6), B at 0 (reaches at t = 1)
+    # common F* = 0.25: A ends at 0.25 (never reaches 1e-6), B at 0 (reaches at t = 1;
+    # final suboptimality floored at eps)
     r = out.iloc[0]
-    assert (r["final_suboptimality_a"], r["final_suboptimality_b"]) == (0.25, 0.0)
+    assert (r["final_suboptimality_a"], r["final_suboptimality_b"]) == (0.25, 1e-6)
     assert (r["time_a"], r["time_b"], r["verdict"]) == (np.inf, 1.0, "better")
+    assert (r["iterations_a"], r["iterations_b"], r["worse"]) == (np.inf, 1.0, "")
