@@ -197,6 +197,14 @@ class _Recorder:
         return out
 
 
+def _flop_units(spec, data) -> dict:
+    """grad_flops and backprop_flops of the run's batch (0 when the problem never loaded)."""
+    if data is None:
+        return {"grad_flops": 0, "backprop_flops": 0}
+    flops = data.model.pass_flops(spec.batch_size or data.X_train.shape[0])
+    return {"grad_flops": flops.gradient, "backprop_flops": flops.propagation}
+
+
 def _frame(spec, data, rows, status, message, n_concurrent, blas_threads, grad_time=np.nan):
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -220,6 +228,7 @@ def _frame(spec, data, rows, status, message, n_concurrent, blas_threads, grad_t
         "n_concurrent": n_concurrent,
         "blas_threads": blas_threads,
         "grad_time": grad_time,
+        **_flop_units(spec, data),
     }
     for col, value in constants.items():
         frame[col] = value
