@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from .._validation import SingularCurvatureWarning
@@ -259,6 +260,8 @@ def execute(
             common = dict(alpha=data.alpha, batch_size=spec.batch_size, random_state=spec.seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", SingularCurvatureWarning)
+                # CG caps and divergence are recorded as step and run statuses
+                warnings.simplefilter("ignore", ConvergenceWarning)
                 # warm-up: one untimed step, discarded
                 minimize(
                     data.model,
