@@ -71,6 +71,17 @@ def _per_run(frames, eps: float) -> dict:
     return out
 
 
+def _tracker(name: str, key: str, unit: str):
+    """An asv ``track_`` method returning metric ``key`` of (problem, solver), in ``unit``."""
+
+    def track(self, metrics, problem, solver):
+        return metrics[problem, solver][key]
+
+    track.__name__ = track.__qualname__ = name
+    track.unit = unit
+    return track
+
+
 class Convergence:
     """Iterations, work, first-order calls, suboptimality, direction fidelity, step cost."""
 
@@ -109,35 +120,16 @@ class Convergence:
         if (problem, solver) not in metrics:
             raise NotImplementedError(f"no run of {solver!r} on {problem!r} at this commit")
 
-    def track_iterations_to_eps(self, metrics, problem, solver):
-        return metrics[problem, solver]["iterations"]
-
-    track_iterations_to_eps.unit = "iterations"
-
-    def track_work_to_eps(self, metrics, problem, solver):
-        return metrics[problem, solver]["work"]
-
-    track_work_to_eps.unit = "gradient evaluations"
-
-    def track_first_order_calls_to_eps(self, metrics, problem, solver):
-        return metrics[problem, solver]["first_order_calls"]
-
-    track_first_order_calls_to_eps.unit = "first-order calls"
-
-    def track_suboptimality_at_budget(self, metrics, problem, solver):
-        return metrics[problem, solver]["suboptimality"]
-
-    track_suboptimality_at_budget.unit = "F - F*"
-
-    def track_fidelity_gap(self, metrics, problem, solver):
-        return metrics[problem, solver]["fidelity_gap"]
-
-    track_fidelity_gap.unit = "1 - cosine"
-
-    def track_cost_per_step(self, metrics, problem, solver):
-        return metrics[problem, solver]["cost"]
-
-    track_cost_per_step.unit = "gradient evaluations"
+    track_iterations_to_eps = _tracker("track_iterations_to_eps", "iterations", "iterations")
+    track_work_to_eps = _tracker("track_work_to_eps", "work", "gradient evaluations")
+    track_first_order_calls_to_eps = _tracker(
+        "track_first_order_calls_to_eps", "first_order_calls", "first-order calls"
+    )
+    track_suboptimality_at_budget = _tracker(
+        "track_suboptimality_at_budget", "suboptimality", "F - F*"
+    )
+    track_fidelity_gap = _tracker("track_fidelity_gap", "fidelity_gap", "1 - cosine")
+    track_cost_per_step = _tracker("track_cost_per_step", "cost", "gradient evaluations")
 
 
 def _median(values) -> float:
