@@ -128,12 +128,14 @@ class KFAC(CurvatureOperator):
     def _blocks(self, v):
         return self.objective.model.unpack(v)
 
-    def _count_kronecker_products(self, n_rhs: int = 1) -> None:
-        """Flops of ``L V R`` per layer for (rows, rows) L, (rows, fan_out) V, (fan_out,
-        fan_out) R, twice (into and out of the eigenbasis) when ``n_rhs`` counts both."""
+    def _count_kronecker_products(self, n_products: int = 1) -> None:
+        """Add the flops of ``n_products`` products ``L V R`` per layer, with L of shape
+        (rows, rows), V (rows, fan_out), R (fan_out, fan_out): 2·rows·fan_out·(rows + fan_out)
+        each."""
         add_flops(
             self.objective.counts,
-            n_rhs * sum(2 * len(A) * len(G) * (len(A) + len(G)) for A, G in zip(*self.factors)),
+            n_products
+            * sum(2 * len(A) * len(G) * (len(A) + len(G)) for A, G in zip(*self.factors)),
         )
 
     def _matvec(self, v):
@@ -198,7 +200,7 @@ class KFAC(CurvatureOperator):
         out = []
         singular = False
         eps = np.finfo(self.dtype).eps
-        self._count_kronecker_products(n_rhs=2)
+        self._count_kronecker_products(n_products=2)  # into the eigenbasis and back
         for (_, QA, _, QG), s, V in zip(
             self.eigendecompositions(), self._eigen_scales(), self._blocks(v)
         ):
@@ -295,7 +297,7 @@ class EKFAC(KFAC):
         return self.scalings
 
     def _matvec(self, v):
-        self._count_kronecker_products(n_rhs=2)
+        self._count_kronecker_products(n_products=2)  # into the eigenbasis and back
         out = [
             QA @ ((QA.T @ V @ QG) * s) @ QG.T
             for (_, QA, _, QG), s, V in zip(
