@@ -8,8 +8,8 @@ built, or the current checkout with ``-E existing``) and time, measure or track 
                      solve with a fixed iteration cap — at three problem sizes.
 * ``bench_memory``   ``peakmem_``: exact Fisher in parameter space vs the sample-space
                      (Woodbury) solve; the state of one K-FAC step.
-* ``bench_track``    ``track_`` (lower is better, each with a ``unit``): iterations and
-                     oracle calls to ε, suboptimality after a fixed budget, 1 − cosine to
+* ``bench_track``    ``track_`` (lower is better, each with a ``unit``): iterations, work
+                     and first-order calls to ε, suboptimality after a fixed budget, 1 − cosine to
                      the exact natural-gradient direction, cost per step in gradients.
 
 A benchmark whose feature does not exist at an older commit is skipped (its ``setup``

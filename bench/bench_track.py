@@ -13,7 +13,9 @@ Definitions — the report's own, from ``natgrad_core.benchmarking.report.run_me
 
 iterations to ε          first iteration with F − F* ≤ ε (``EPS``: 1e-6 on iris-logistic,
                          1e-4 on wine-mlp)
-oracle calls to ε        n_grad + n_loss + 2·n_fvp at that iteration
+work to ε                gradient evaluations including curvature construction at that
+                         iteration (the report's work_to_eps)
+first-order calls to ε   n_grad + n_loss + 2·n_fvp at that iteration (curvature excluded)
 suboptimality at budget  max(F − F*, 0) after 25 iterations (or at the end of a shorter run)
 fidelity gap             1 − cosine between each step and the exact natural-gradient
                          direction at the step's damping, averaged over the run
@@ -58,7 +60,10 @@ def _per_run(frames, eps: float) -> dict:
         at_budget = f.loc[f["iteration"] <= BUDGET, "suboptimality"].to_numpy(dtype=float)
         out[key] = {
             "iterations": nan if failed else float(crossing.loc[key, "iterations_to_eps"]),
-            "oracle_calls": nan if failed else float(crossing.loc[key, "oracle_calls_to_eps"]),
+            "work": nan if failed else float(crossing.loc[key, "work_to_eps"]),
+            "first_order_calls": (
+                nan if failed else float(crossing.loc[key, "first_order_calls_to_eps"])
+            ),
             "suboptimality": max(float(at_budget[-1]), 0.0) if at_budget.size else nan,
             "fidelity_gap": max(1.0 - float(run["mean_fidelity"]), 0.0),
             "cost": float(run["cost_per_step"]),
@@ -66,8 +71,19 @@ def _per_run(frames, eps: float) -> dict:
     return out
 
 
+def _tracker(name: str, key: str, unit: str):
+    """An asv ``track_`` method returning metric ``key`` of (problem, solver), in ``unit``."""
+
+    def track(self, metrics, problem, solver):
+        return metrics[problem, solver][key]
+
+    track.__name__ = track.__qualname__ = name
+    track.unit = unit
+    return track
+
+
 class Convergence:
-    """Iterations, oracle calls, suboptimality, direction fidelity and step cost."""
+    """Iterations, work, first-order calls, suboptimality, direction fidelity, step cost."""
 
     params = (PROBLEMS, SOLVER_LABELS)
     param_names = ("problem", "solver")
@@ -104,30 +120,16 @@ class Convergence:
         if (problem, solver) not in metrics:
             raise NotImplementedError(f"no run of {solver!r} on {problem!r} at this commit")
 
-    def track_iterations_to_eps(self, metrics, problem, solver):
-        return metrics[problem, solver]["iterations"]
-
-    track_iterations_to_eps.unit = "iterations"
-
-    def track_oracle_calls_to_eps(self, metrics, problem, solver):
-        return metrics[problem, solver]["oracle_calls"]
-
-    track_oracle_calls_to_eps.unit = "oracle calls"
-
-    def track_suboptimality_at_budget(self, metrics, problem, solver):
-        return metrics[problem, solver]["suboptimality"]
-
-    track_suboptimality_at_budget.unit = "F - F*"
-
-    def track_fidelity_gap(self, metrics, problem, solver):
-        return metrics[problem, solver]["fidelity_gap"]
-
-    track_fidelity_gap.unit = "1 - cosine"
-
-    def track_cost_per_step(self, metrics, problem, solver):
-        return metrics[problem, solver]["cost"]
-
-    track_cost_per_step.unit = "gradient evaluations"
+    track_iterations_to_eps = _tracker("track_iterations_to_eps", "iterations", "iterations")
+    track_work_to_eps = _tracker("track_work_to_eps", "work", "gradient evaluations")
+    track_first_order_calls_to_eps = _tracker(
+        "track_first_order_calls_to_eps", "first_order_calls", "first-order calls"
+    )
+    track_suboptimality_at_budget = _tracker(
+        "track_suboptimality_at_budget", "suboptimality", "F - F*"
+    )
+    track_fidelity_gap = _tracker("track_fidelity_gap", "fidelity_gap", "1 - cosine")
+    track_cost_per_step = _tracker("track_cost_per_step", "cost", "gradient evaluations")
 
 
 def _median(values) -> float:

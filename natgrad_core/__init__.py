@@ -3,7 +3,7 @@
 The public surface, grouped as in curvlinops' ``__init__``; everything else is internal.
 """
 
-from ._validation import SingularCurvatureWarning
+from ._validation import CGMaxIterWarning, DivergenceWarning, SingularCurvatureWarning
 from .curvature import (
     EKFAC,
     KFAC,
@@ -58,5 +58,7 @@ __all__ = [
     # estimator
     "NaturalGradientClassifier",
     # warnings
+    "CGMaxIterWarning",
+    "DivergenceWarning",
     "SingularCurvatureWarning",
 ]

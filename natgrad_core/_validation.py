@@ -7,8 +7,11 @@ import warnings
 from enum import Enum
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 
 __all__ = [
+    "CGMaxIterWarning",
+    "DivergenceWarning",
     "SingularCurvatureWarning",
     "check_choice",
     "check_finite_array",
@@ -19,6 +22,17 @@ __all__ = [
 
 class SingularCurvatureWarning(UserWarning):
     """The curvature matrix was (numerically) singular; a fallback was used and recorded."""
+
+
+class CGMaxIterWarning(ConvergenceWarning):
+    """Conjugate gradients stopped at its iteration cap before its tolerance; the inexact
+    solution was used and the step recorded status "max_cg_iter". The curvature need not be
+    singular: the cap was too low for its conditioning. (A scikit-learn ConvergenceWarning.)"""
+
+
+class DivergenceWarning(ConvergenceWarning):
+    """A run diverged (non-finite or exploding loss) and ended with status "diverged".
+    (A scikit-learn ConvergenceWarning.)"""
 
 
 def check_finite_array(x, name: str, ndim: int | None = None, dtype=None) -> np.ndarray:

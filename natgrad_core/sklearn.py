@@ -11,6 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from ._validation import DivergenceWarning
 from .models.mlp import MLP, LogisticModel
 from .optim.driver import minimize
 from .optim.natural_gradient import PRECONDITIONERS
@@ -133,31 +134,41 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
             if np.isfinite(row["loss"]) and np.all(np.isfinite(theta)):
                 last_finite["theta"] = theta.copy()
 
-        result = minimize(
-            model,
-            X,
-            y_encoded,
-            optimizer,
-            alpha=self.alpha,
-            max_iter=self.max_iter,
-            tol=self.tol,
-            batch_size=batch_size,
-            random_state=int(seeds[1]),
-            callback=keep_finite,
-        )
+        with warnings.catch_warnings():
+            # the driver's divergence warning is re-issued below with what fit() keeps
+            warnings.simplefilter("ignore", DivergenceWarning)
+            result = minimize(
+                model,
+                X,
+                y_encoded,
+                optimizer,
+                alpha=self.alpha,
+                max_iter=self.max_iter,
+                tol=self.tol,
+                batch_size=batch_size,
+                random_state=int(seeds[1]),
+                callback=keep_finite,
+            )
         theta = result.theta
         if result.status == "diverged":
             theta = last_finite["theta"]
             warnings.warn(
                 f"{self.solver} diverged ({result.message}); keeping the last finite "
                 "parameters. Lower the learning rate or raise the damping.",
-                ConvergenceWarning,
+                DivergenceWarning,
                 stacklevel=2,
             )
-        elif result.status == "max_iter":
+        elif result.status in ("max_iter", "stalled"):
+            # L-BFGS-B ending on its own ("ABNORMAL", no progress possible) is as
+            # unconverged as running out of iterations
+            why = (
+                f"reached max_iter={self.max_iter}"
+                if result.status == "max_iter"
+                else f"stopped after {result.n_iter} iterations ({result.message})"
+            )
             warnings.warn(
-                f"{self.solver} reached max_iter={self.max_iter} before the gradient norm "
-                f"fell below tol={self.tol} (it is {result.grad_norm:.3g}).",
+                f"{self.solver} {why} before the gradient norm fell below tol={self.tol} "
+                f"(it is {result.grad_norm:.3g}).",
                 ConvergenceWarning,
                 stacklevel=2,
             )

@@ -15,7 +15,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from natgrad_core import SOLVERS, NaturalGradientClassifier
+from natgrad_core import SOLVERS, DivergenceWarning, NaturalGradientClassifier
 
 COEF_ATOL = 1e-5
 """Coefficients vs LogisticRegression (both solved to a gradient max-norm of ~1e-10)."""
@@ -190,8 +190,13 @@ def test_divergence_warns_and_keeps_finite_parameters():
     clf = NaturalGradientClassifier(
         solver="gd", hidden_layer_sizes=(5,), step="fixed", learning_rate=1e8, random_state=0
     )
-    with pytest.warns(ConvergenceWarning, match="diverged"):
+    with pytest.warns(DivergenceWarning, match="diverged") as record:
         clf.fit(X, y)
+    assert issubclass(DivergenceWarning, ConvergenceWarning)
+    # once, from fit (the driver's own warning is folded into it)
+    assert [w.category for w in record if issubclass(w.category, ConvergenceWarning)] == [
+        DivergenceWarning
+    ]
     assert clf.status_ == "diverged"
     assert all(np.all(np.isfinite(c)) for c in clf.coefs_)
     assert np.all(np.isfinite(clf.predict_proba(X)))

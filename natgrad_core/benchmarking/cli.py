@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tolerance",
         type=float,
         default=SAME_TOLERANCE,
-        help=f"relative change of iterations, oracle calls, final suboptimality and failed "
+        help=f"relative change of iterations, work, final suboptimality and failed "
         f"runs still called same (default {SAME_TOLERANCE:g})",
     )
     p.add_argument(

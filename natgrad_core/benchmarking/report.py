@@ -16,10 +16,23 @@ suboptimality
     Absolute suboptimality thresholds (not relative ones): a run reaches ε at its first
     recorded iteration with ``suboptimality <= ε``. A run that never does (including
     skipped and failed runs) has cost ``+inf`` to reach ε.
-oracle calls
+first-order calls
     ``n_grad + n_loss + 2 * n_fvp``: a Fisher-vector product costs about two gradient
     passes (a forward and a backward pass through the linearized model). Loss-only and
-    gradient evaluations count one each, as the optimizers count them.
+    gradient evaluations count one each, as the optimizers count them. Curvature
+    construction is *excluded*: a dense or K-FAC step looks almost free in this unit.
+work
+    First-order calls plus the curvature's construction, in gradient evaluations::
+
+        work = n_grad + n_loss + 2 n_fvp + (n_backprop · backprop_flops + n_flops) / grad_flops
+
+    ``n_backprop`` counts output columns pulled back through the network (the K columns
+    of √Λ per exact build, per K-FAC or diagonal statistic, per preconditioner),
+    ``backprop_flops`` is the cost of one (its propagation through the hidden layers),
+    ``n_flops`` the dense linear algebra (Gram builds, Cholesky n³/3, eigendecompositions
+    9n³, solves), and ``grad_flops`` the flops of one gradient evaluation on the run's
+    batch (forward ≈ 2·N·P + backward ≈ 4·N·P, :meth:`MLP.pass_flops`). Deterministic,
+    unlike time; NaN for rows stored without ``grad_flops``.
 cost per step
     ``(final time / final iteration) / grad_time``: the mean optimizer time of one step
     in units of one full-gradient evaluation measured in the same run.
@@ -66,16 +79,17 @@ __all__ = [
 DEFAULT_EPS: tuple[float, ...] = (1e-2, 1e-4, 1e-6, 1e-8)
 """Absolute suboptimality targets of the summary tables and profiles."""
 FVP_COST = 2
-"""Cost of one Fisher-vector product in gradient evaluations (oracle-call count)."""
+"""Cost of one Fisher-vector product in gradient evaluations (first-order calls and work)."""
 MEASURES: dict[str, str] = {
     "time": "time_to_eps",
-    "oracle_calls": "oracle_calls_to_eps",
+    "work": "work_to_eps",
+    "first_order_calls": "first_order_calls_to_eps",
     "iterations": "iterations_to_eps",
 }
 """Cost measures for :func:`performance_profile` and the to-ε tables -> per-run column."""
 VERDICT_MEASURES: dict[str, tuple[str, str]] = {
     "iterations": ("iterations_to_eps", "median"),
-    "oracle_calls": ("oracle_calls_to_eps", "median"),
+    "work": ("work_to_eps", "median"),
     "final_suboptimality": ("final_suboptimality", "median"),
     "failed_runs": ("failed", "sum"),
 }
@@ -187,12 +201,20 @@ def run_metrics(frame: pd.DataFrame, eps: Sequence[float]) -> tuple[pd.DataFrame
     Returns ``(runs, crossing)``. ``runs`` (index run_key): problem, solver, seed,
     reference, status, final_suboptimality, final_test_metric, cost_per_step (optimizer
     time per step / time of one gradient evaluation) and mean_fidelity. ``crossing`` (one
-    row per run and ε): time_to_eps, oracle_calls_to_eps (n_grad + n_loss + 2·n_fvp) and
-    iterations_to_eps at the first iteration with suboptimality ≤ ε, +inf if never.
+    row per run and ε): time_to_eps, work_to_eps (gradient evaluations including the
+    curvature's construction, see the module doc), first_order_calls_to_eps
+    (n_grad + n_loss + 2·n_fvp, curvature excluded) and iterations_to_eps at the first
+    iteration with suboptimality ≤ ε, +inf if never.
     Non-convex problems get the "best known" reference of :func:`add_best_known` first.
     """
     f = _with_reference(frame).sort_values(["run_key", "iteration"], kind="stable")
-    f = f.assign(oracle_calls=f["n_grad"] + f["n_loss"] + FVP_COST * f["n_fvp"])
+    calls = f["n_grad"] + f["n_loss"] + FVP_COST * f["n_fvp"]
+    curvature = f["n_backprop"] * f["backprop_flops"].astype(np.float64) + f["n_flops"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        in_gradients = np.where(
+            f["grad_flops"] > 0, curvature / f["grad_flops"], np.where(curvature == 0, 0.0, np.nan)
+        )
+    f = f.assign(first_order_calls=calls, work=calls + in_gradients)
     by_run = f.groupby("run_key", sort=True)
     last = by_run.tail(1).set_index("run_key").sort_index()
     steps = last["iteration"].where(last["iteration"] > 0).astype(np.float64)
@@ -217,11 +239,12 @@ def run_metrics(frame: pd.DataFrame, eps: Sequence[float]) -> tuple[pd.DataFrame
         costs = pd.DataFrame(
             {
                 "time_to_eps": hit["time"].astype(np.float64),
-                "oracle_calls_to_eps": hit["oracle_calls"].astype(np.float64),
+                "work_to_eps": hit["work"].astype(np.float64),
+                "first_order_calls_to_eps": hit["first_order_calls"].astype(np.float64),
                 "iterations_to_eps": hit["iteration"].astype(np.float64),
             }
-        ).reindex(runs.index)
-        pieces.append(costs.fillna(np.inf).assign(eps=float(e)))
+        ).reindex(runs.index, fill_value=np.inf)  # never reached: +inf; unknown stays NaN
+        pieces.append(costs.assign(eps=float(e)))
     crossing = pd.concat(pieces).rename_axis("run_key").reset_index()
     crossing = crossing.merge(runs[[*_KEYS, "reference"]], left_on="run_key", right_index=True)
     return runs, crossing
@@ -265,8 +288,10 @@ def summary_tables(
 
     * time-to-ε: ``time`` at the first recorded iteration with suboptimality ≤ ε
       (seconds inside optimizer steps), ``+inf`` if never reached;
-    * oracle-calls-to-ε: ``n_grad + n_loss + 2 n_fvp`` at that same iteration (an FVP
-      costs about two gradient passes), ``+inf`` if never reached;
+    * work-to-ε: gradient evaluations including the curvature's construction at that
+      same iteration (module doc), ``+inf`` if never reached;
+    * first-order-calls-to-ε: ``n_grad + n_loss + 2 n_fvp`` at that same iteration (an
+      FVP costs about two gradient passes; curvature construction excluded);
     * iterations-to-ε: ``iteration`` at that same row, ``+inf`` if never reached;
     * final suboptimality: at the run's last row;
     * cost per step: ``(final time / final iteration) / grad_time``, in units of one
@@ -288,7 +313,8 @@ def summary_tables(
     Returns
     -------
     dict of str to DataFrame
-        ``time_to_eps``, ``oracle_calls_to_eps``, ``iterations_to_eps`` (columns problem,
+        ``time_to_eps``, ``work_to_eps``, ``first_order_calls_to_eps``,
+        ``iterations_to_eps`` (columns problem,
         solver, reference, eps, median, q25, q75, reached = runs that reached ε, n_runs);
         ``final_suboptimality`` (with reference), ``cost_per_step``, ``fidelity``,
         ``test_metric`` (columns problem, solver, median, q25, q75, n_runs); and
@@ -388,7 +414,7 @@ def performance_profile(
         Results table following :data:`store.SCHEMA`.
     eps : float
         Absolute suboptimality target.
-    measure : {"time", "oracle_calls", "iterations"}
+    measure : {"time", "work", "first_order_calls", "iterations"}
         Cost measure (see :func:`summary_tables`).
     n_tau : int
         Number of log-spaced tau values from 1 to the largest finite ratio; every finite
@@ -568,7 +594,14 @@ def write_tables(
 
 _TABLE_TITLES = {
     "time_to_eps": "Time to reach suboptimality <= eps (seconds in optimizer steps)",
-    "oracle_calls_to_eps": "Oracle calls to reach suboptimality <= eps (n_grad + n_loss + 2 n_fvp)",
+    "work_to_eps": (
+        "Work to reach suboptimality <= eps, in gradient evaluations "
+        "(first-order calls + curvature construction)"
+    ),
+    "first_order_calls_to_eps": (
+        "First-order calls to reach suboptimality <= eps (n_grad + n_loss + 2 n_fvp; "
+        "curvature construction excluded)"
+    ),
     "iterations_to_eps": "Iterations to reach suboptimality <= eps",
     "final_suboptimality": "Suboptimality at the last recorded iteration",
     "cost_per_step": "Cost per step in full-gradient evaluations ((time / iterations) / grad_time)",
@@ -636,7 +669,7 @@ def make_figures(
       (e.g. on reaching the target); on a log-spaced time grid each run takes the value of
       its last record at or before that time (step interpolation). Values below
       :data:`PLOT_FLOOR` are drawn at it.
-    * ``performance_profiles``: :func:`performance_profile` for time and oracle calls
+    * ``performance_profiles``: :func:`performance_profile` for time and work
       (rows) at each ε (columns), as step plots.
     * ``fidelity``: median and IQR over seeds of the per-iteration fidelity, one panel per
       problem that recorded any (no carrying forward).
@@ -709,7 +742,7 @@ def make_figures(
             fig.suptitle(f"{problem} — median over seeds, band = IQR", fontsize=10)
             save(fig, f"suboptimality_{_slug(problem)}")
 
-        measures = ("time", "oracle_calls")
+        measures = ("time", "work")
         fig, axes = plt.subplots(
             len(measures), len(eps), figsize=(3.2 * len(eps), 5.6), squeeze=False
         )
@@ -790,8 +823,12 @@ runs are added.</p>
 at its first recorded iteration with suboptimality &le; &epsilon;; <b>time-to-&epsilon;</b> is
 the optimizer time (seconds inside steps, evaluation excluded) at that iteration and is
 &infin; when the run never gets there (failed and skipped runs included).</p>
-<p><b>Oracle calls</b> are <code>n_grad + n_loss + 2&middot;n_fvp</code>: one per gradient or
-loss evaluation, two per Fisher-vector product (about one forward and one backward pass).
+<p><b>Work</b> is counted in gradient evaluations and includes building the curvature:
+<code>n_grad + n_loss + 2&middot;n_fvp + (n_backprop&middot;backprop_flops + n_flops) /
+grad_flops</code> &mdash; output columns pulled back through the network and the flops of
+Gram builds, factorizations and solves, divided by the flops of one gradient.
+<b>First-order calls</b> are <code>n_grad + n_loss + 2&middot;n_fvp</code> alone: they leave
+curvature construction out, so a dense or K-FAC step looks almost free in them.
 <b>Cost per step</b> is the mean time of one step divided by the time of one full gradient
 evaluation in the same run, i.e. in units of gradient evaluations.</p>
 <p>Tables give the <b>median</b> over seeds and the interquartile range <b>q25&ndash;q75</b>;
@@ -819,7 +856,8 @@ _FIGURE_CAPTIONS = {
     "performance_profiles": (
         "Dolan–Moré performance profiles across problems: fraction of problems on which a "
         "solver's median cost to reach ε is within a factor τ of the best solver's. Top: "
-        "time; bottom: oracle calls. Higher and further left is better."
+        "time; bottom: work (gradient evaluations including curvature construction). Higher and "
+        "further left is better."
     ),
     "fidelity": (
         "Fidelity (cosine between the step and the exact natural-gradient direction) per "
@@ -984,7 +1022,7 @@ def compare(
     For each (problem, solver) present in both, per side, over its seeds:
 
     * the deterministic measures of :data:`VERDICT_MEASURES`: median iterations-to-ε,
-      median oracle-calls-to-ε, median final suboptimality (floored at ε: below the
+      median work-to-ε (curvature included), median final suboptimality (floored at ε: below the
       target every value is "reached", and rounding differences there are no change),
       and the number of failed runs (status in :data:`FAILED_STATUSES`, or flagged);
     * median time-to-ε (seconds inside optimizer steps).

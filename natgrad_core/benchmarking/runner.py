@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
 from .._validation import SingularCurvatureWarning
@@ -247,6 +248,14 @@ def _step_diagnostics(frame: pd.DataFrame) -> dict:
     }
 
 
+def _flop_units(spec, data) -> dict:
+    """grad_flops and backprop_flops of the run's batch (0 when the problem never loaded)."""
+    if data is None:
+        return {"grad_flops": 0, "backprop_flops": 0}
+    flops = data.model.pass_flops(spec.batch_size or data.X_train.shape[0])
+    return {"grad_flops": flops.gradient, "backprop_flops": flops.propagation}
+
+
 def _frame(spec, data, rows, status, message, n_concurrent, blas_threads, grad_time=np.nan):
     frame = pd.DataFrame(rows)
     if frame.empty:
@@ -274,6 +283,7 @@ def _frame(spec, data, rows, status, message, n_concurrent, blas_threads, grad_t
         "grad_time": grad_time,
         "machine": machine_id(),
         **_step_diagnostics(frame),
+        **_flop_units(spec, data),
     }
     for col, value in constants.items():
         frame[col] = value
@@ -302,6 +312,8 @@ def execute(
             common = dict(alpha=data.alpha, batch_size=spec.batch_size, random_state=spec.seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", SingularCurvatureWarning)
+                # CG caps and divergence are recorded as step and run statuses
+                warnings.simplefilter("ignore", ConvergenceWarning)
                 # warm-up: one untimed step, discarded
                 minimize(
                     data.model,

@@ -55,6 +55,20 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "n_fvp": ("int64", "Fisher-vector products so far"),
     "n_cg_iter": ("int64", "conjugate-gradient iterations so far"),
     "n_factorizations": ("int64", "dense factorizations so far"),
+    "n_backprop": (
+        "int64",
+        "output columns pulled back through the network to build curvature, so far",
+    ),
+    "n_flops": ("int64", "flops of the curvature's dense linear algebra so far"),
+    "grad_flops": (
+        "int64",
+        "flops of one gradient evaluation on one batch of this run (MLP.pass_flops): "
+        "the unit of work_to_eps",
+    ),
+    "backprop_flops": (
+        "int64",
+        "flops of one n_backprop (propagation through the hidden layers; 0 for logistic)",
+    ),
     "grad_time": (
         "float64",
         "seconds of one full gradient evaluation in this run (median "

@@ -1,4 +1,23 @@
-"""Dense linear algebra shared by the curvature representations."""
+"""Dense linear algebra shared by the curvature representations, and its flop counts.
+
+Flops (``OracleCounts.n_flops``) are counted here, where the work happens, with the
+textbook leading terms (Golub & Van Loan, *Matrix Computations*, 4th ed. 2013):
+
+* syrk ``aᵀa`` for a of shape (m, n): ``m · n · (n + 1)`` (n(n+1)/2 entries, 2m each);
+* Cholesky of an n×n matrix: ``n³/3`` (Algorithm 4.2.1); applying it to one right-hand
+  side (two triangular solves): ``2 n²``;
+* symmetric eigendecomposition with eigenvectors: ``9 n³`` (symmetric QR, §8.3.3: about
+  4n³/3 for the eigenvalues alone, 9n³ with the eigenvector matrix);
+* a general product of (m, k) by (k, n): ``2 m k n``.
+
+Lower-order work (the condition estimate of ``pocon``, elementwise scalings) is left out.
+
+Thresholds scale with the working precision ``eps`` of the matrix's dtype: a Cholesky
+factor whose reciprocal condition number is below ``eps`` is singular to working
+precision — LAPACK's own convention (``xPOSVX`` returns ``info = n + 1`` when
+``rcond < eps``). An eigenvalue of a factor of dimension n is zero to working precision
+when it is below ``n · eps · max eigenvalue`` (the tolerance of ``numpy.linalg.matrix_rank``).
+"""
 
 from __future__ import annotations
 
@@ -8,14 +27,40 @@ from scipy.linalg import blas, cho_factor, cho_solve, eigh, lapack
 from .._typing import Array
 from .._validation import warn_singular
 
-# Reciprocal condition numbers below this many machine epsilons (times the size) are
-# treated as singular.
-_RCOND_FLOOR_EPS = 10.0
-_JITTERS = (1e-10, 1e-8, 1e-6)
+# Jitters δ · mean(diag) tried in turn: δ = eps^p gives up the fraction 1 - p of the
+# working digits, the same fraction in every precision (float64: ≈ 1.6e-10, 1.5e-8, 1.3e-6;
+# float32: ≈ 4.8e-5, 3.5e-4, 2.5e-3).
+_JITTER_EXPONENTS = (5 / 8, 1 / 2, 3 / 8)
+EIGH_FLOPS_PER_N3 = 9
+"""Flops of a symmetric eigendecomposition with eigenvectors, per n³ (Golub & Van Loan §8.3)."""
 
 
-def syrk_t(a: Array, out: Array | None = None, alpha: float = 1.0) -> Array:
-    """``out + alpha · aᵀ a`` via BLAS syrk (half the flops of a GEMM); returns a full matrix."""
+def add_flops(counts, flops) -> None:
+    """Add ``flops`` to ``counts.n_flops`` (no-op when ``counts`` is None)."""
+    if counts is not None:
+        counts.n_flops += int(flops)
+
+
+def jitters(dtype) -> tuple[float, ...]:
+    """Relative jitters δ tried by :class:`SymmetricSolver` for ``dtype`` (see above)."""
+    eps = float(np.finfo(dtype).eps)
+    return tuple(eps**p for p in _JITTER_EXPONENTS)
+
+
+def eigh_counted(A: Array, counts=None):
+    """``scipy.linalg.eigh(A)``, counting one factorization and ``9 n³`` flops."""
+    if counts is not None:
+        counts.n_factorizations += 1
+    add_flops(counts, EIGH_FLOPS_PER_N3 * A.shape[0] ** 3)
+    return eigh(A)
+
+
+def syrk_t(a: Array, out: Array | None = None, alpha: float = 1.0, counts=None) -> Array:
+    """``out + alpha · aᵀ a`` via BLAS syrk (half the flops of a GEMM); returns a full matrix.
+
+    Adds ``m · n · (n + 1)`` flops to ``counts`` for a of shape (m, n)."""
+    m, n = a.shape
+    add_flops(counts, m * n * (n + 1))
     fn = blas.get_blas_funcs("syrk", (a,))
     a = np.asfortranarray(a)
     if out is None:
@@ -29,22 +74,26 @@ class SymmetricSolver:
     """Factor a symmetric PSD matrix once; solve many right-hand sides.
 
     Cholesky first (``cho_factor``); if it fails or LAPACK's ``pocon`` reports a reciprocal
-    condition number below ``10 · n · eps``, a :class:`SingularCurvatureWarning` is issued
-    and the matrix is regularized with a jitter ``δ · mean(diag)`` for δ in 1e-10, 1e-8, 1e-6;
-    if that also fails, a pseudo-inverse from ``eigh`` is used. ``status`` records which.
+    condition number below ``eps`` of the dtype (singular to working precision, see the
+    module doc), a :class:`SingularCurvatureWarning` is issued and the matrix is regularized
+    with a jitter ``δ · mean(diag)`` for δ in :func:`jitters` (float64: 1.6e-10, 1.5e-8,
+    1.3e-6); if that also fails, a pseudo-inverse from ``eigh`` is used. ``status`` records
+    which. Every Cholesky attempt adds ``n³/3`` flops to ``counts``, the pseudo-inverse
+    ``9 n³``, and each solved right-hand side ``2 n²`` (``4 n²`` for the pseudo-inverse).
     """
 
     def __init__(self, A: Array, counts=None, what: str = "curvature"):
         if counts is not None:
             counts.n_factorizations += 1
+        self._counts = counts
         self.status = "ok"
         self._chol = self._try_cholesky(A)
         if self._chol is not None:
             return
         scale = max(float(np.mean(np.diag(A))), np.finfo(A.dtype).tiny)
-        for jitter in _JITTERS:
+        for jitter in jitters(A.dtype):
             jittered = A + jitter * scale * np.eye(A.shape[0], dtype=A.dtype)
-            self._chol = self._try_cholesky(jittered, floor_eps=1.0)
+            self._chol = self._try_cholesky(jittered)
             if self._chol is not None:
                 self.status = "jitter"
                 warn_singular(
@@ -53,14 +102,15 @@ class SymmetricSolver:
                 )
                 return
         w, Q = eigh(A)
+        add_flops(counts, EIGH_FLOPS_PER_N3 * A.shape[0] ** 3)
         cutoff = max(w.max(), 0.0) * A.shape[0] * np.finfo(A.dtype).eps
         inv_w = np.where(w > cutoff, 1.0 / np.where(w > cutoff, w, 1.0), 0.0)
         self._pinv = (Q, inv_w)
         self.status = "pinv"
         warn_singular(f"{what} matrix is singular; used a pseudo-inverse, status 'pinv'.")
 
-    @staticmethod
-    def _try_cholesky(A, floor_eps=_RCOND_FLOOR_EPS):
+    def _try_cholesky(self, A):
+        add_flops(self._counts, A.shape[0] ** 3 // 3)
         try:
             c, lower = cho_factor(A, lower=False, check_finite=False)
         except np.linalg.LinAlgError:
@@ -69,11 +119,14 @@ class SymmetricSolver:
             return None
         pocon = lapack.get_lapack_funcs("pocon", (c,))
         rcond, info = pocon(c, np.abs(A).sum(axis=0).max(), uplo="U")
-        if info != 0 or rcond < floor_eps * np.finfo(A.dtype).eps * A.shape[0]:
+        if info != 0 or rcond < np.finfo(A.dtype).eps:
             return None
         return c, lower
 
     def solve(self, b: Array) -> Array:
+        n = b.shape[0]
+        n_rhs = 1 if b.ndim == 1 else b.shape[1]
+        add_flops(self._counts, (2 if self._chol is not None else 4) * n * n * n_rhs)
         if self._chol is not None:
             return cho_solve(self._chol, b, check_finite=False)
         Q, inv_w = self._pinv

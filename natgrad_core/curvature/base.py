@@ -22,7 +22,14 @@ from scipy.sparse.linalg import LinearOperator
 from .._typing import Array, Seed
 from .._validation import check_choice, check_finite_array, check_nonnegative, check_positive_int
 
-__all__ = ["CurvatureOperator", "FisherType", "Reduction", "output_factors", "parse_fisher_type"]
+__all__ = [
+    "CurvatureOperator",
+    "FisherType",
+    "Reduction",
+    "backpropagate_factors",
+    "output_factors",
+    "parse_fisher_type",
+]
 
 
 class FisherType(str, Enum):
@@ -180,4 +187,11 @@ def layer_statistics(
     (n_factors, n_samples, fan_out_l): everything the diagonal and K-FAC curvatures need."""
     cache = objective.forward(theta)
     U = output_factors(objective, theta, fisher_type, mc_samples, random_state)
-    return cache.inputs, objective.model.backward(theta, cache, U)
+    return cache.inputs, backpropagate_factors(objective, theta, cache, U)
+
+
+def backpropagate_factors(objective, theta: Array, cache, U: Array) -> list[Array]:
+    """``model.backward`` of the output factors U (n_factors, n_samples, n_outputs), counted:
+    each of the ``n_factors`` columns pulled back over the batch is one ``n_backprop``."""
+    objective.counts.n_backprop += U.shape[0]
+    return objective.model.backward(theta, cache, U)

@@ -25,24 +25,32 @@ import numpy as np
 
 from .._typing import Array, Seed
 from .._validation import check_choice
-from ._linalg import SymmetricSolver, syrk_t
-from .base import CurvatureOperator, FisherType, output_factors, parse_fisher_type
+from ._linalg import SymmetricSolver, add_flops, syrk_t
+from .base import (
+    CurvatureOperator,
+    FisherType,
+    backpropagate_factors,
+    output_factors,
+    parse_fisher_type,
+)
 
 __all__ = ["DenseFisher", "class_block_fisher"]
 
 _CHUNK_ELEMENTS = 1 << 22  # bound temporaries at ~32 MB of float64
 
 
-def class_block_fisher(Xb: Array, Lam: Array) -> Array:
+def class_block_fisher(Xb: Array, Lam: Array, counts=None) -> Array:
     """Σₙ (x̄ₙ x̄ₙᵀ) ⊗ Λₙ, indexed [(i, c), (j, c')] (row-major over a (rows, K) weight matrix).
 
     Xb : array of shape (n_samples, n_rows);  Lam : array of shape (n_samples, K, K).
-    Only the K(K+1)/2 pairs c ≤ c' are computed, one GEMM per chunk of samples.
+    Only the K(K+1)/2 pairs c ≤ c' are computed, one GEMM per chunk of samples:
+    ``2 · n_samples · n_rows² · K(K+1)/2`` flops, added to ``counts``.
     """
     n, r = Xb.shape
     k = Lam.shape[1]
     iu, ju = np.triu_indices(k)
     n_pairs = iu.size
+    add_flops(counts, 2 * n * r * r * n_pairs)
     lam_pairs = Lam[:, iu, ju]
     acc = np.zeros((r, n_pairs * r), dtype=Xb.dtype)
     step = max(1, _CHUNK_ELEMENTS // (n_pairs * r))
@@ -100,7 +108,7 @@ class DenseFisher(CurvatureOperator):
     def layer_grads(self) -> list[Array]:
         """Back-propagated factors g_l, each (n_factors, n_samples, fan_out_l)."""
         if self._grads is None:
-            self._grads = self.objective.model.backward(self.theta, self.cache, self.U)
+            self._grads = backpropagate_factors(self.objective, self.theta, self.cache, self.U)
         return self._grads
 
     def _output_matrices(self) -> Array:
@@ -113,7 +121,12 @@ class DenseFisher(CurvatureOperator):
         if self._matrix is None:
             model = self.objective.model
             if len(model.layers) == 1 and model.n_outputs > 1:
-                F = class_block_fisher(self.cache.inputs[0], self._output_matrices())
+                # the n_factors columns are pulled back through the one layer inside the
+                # class-block GEMM (counted there in flops), never through ``backward``
+                self.objective.counts.n_backprop += self.U.shape[0]
+                F = class_block_fisher(
+                    self.cache.inputs[0], self._output_matrices(), self.objective.counts
+                )
                 F *= self._s
             else:
                 F = np.zeros(self.shape, dtype=self.dtype)
@@ -123,16 +136,33 @@ class DenseFisher(CurvatureOperator):
                     rows = slice(start, start + step)
                     inputs = [a[rows] for a in self.cache.inputs]
                     grads = [g[:, rows] for g in self.layer_grads]
+                    # one multiply per entry of S: (n_factors · chunk, n_params)
+                    add_flops(
+                        self.objective.counts, self.U.shape[0] * len(inputs[0]) * self.n_params
+                    )
                     S = self.objective.model.per_example_grads(
                         type(self.cache)(inputs, [], None), grads
                     ).reshape(-1, self.n_params)
-                    F = syrk_t(S, out=F, alpha=self._s)
+                    F = syrk_t(S, out=F, alpha=self._s, counts=self.objective.counts)
             F[np.diag_indices_from(F)] += self._penalty_diag()
             self._matrix = F
         return self._matrix
 
+    def _count_S_product(self) -> None:
+        """Flops of one product with S or Sᵀ: per layer, a (n, rows) × (rows, fan_out) GEMM
+        and the contraction over fan_out of the n_factors back-propagated columns."""
+        m, n = self.U.shape[:2]
+        add_flops(
+            self.objective.counts,
+            sum(
+                2 * n * g.shape[-1] * (a.shape[1] + m)
+                for a, g in zip(self.cache.inputs, self.layer_grads)
+            ),
+        )
+
     def _S_times(self, w: Array) -> Array:
         """S w for w of shape (n_params,) → (n_factors, n_samples)."""
+        self._count_S_product()
         blocks = self.objective.model.unpack(w)
         return sum(
             np.einsum("nj,mnj->mn", a @ W, g)
@@ -141,6 +171,7 @@ class DenseFisher(CurvatureOperator):
 
     def _St_times(self, u: Array) -> Array:
         """Sᵀ u for u of shape (n_factors, n_samples) → (n_params,)."""
+        self._count_S_product()
         return np.concatenate(
             [
                 (a.T @ np.einsum("mn,mnj->nj", u, g)).ravel()
@@ -153,6 +184,7 @@ class DenseFisher(CurvatureOperator):
             self.method == "auto" and self.n_rows >= self.n_params
         )
         if self._matrix is not None or prefer_matrix:
+            add_flops(self.objective.counts, 2 * self.n_params**2)
             return self.matrix() @ v
         return self._s * self._St_times(self._S_times(v)) + self._penalty_diag() * v
 
@@ -200,8 +232,9 @@ class DenseFisher(CurvatureOperator):
             # E is constant across a weight row, so E⁻¹ acts on the ā side only
             e_rows = E_l[:, 0]
             Ka = (a / e_rows) @ a.T
+            add_flops(self.objective.counts, 2 * n * n * a.shape[1])
             gf = g.reshape(m * n, -1)
-            K += np.tile(Ka, (m, m)) * syrk_t(gf.T)
+            K += np.tile(Ka, (m, m)) * syrk_t(gf.T, counts=self.objective.counts)
         return K
 
     def _solve(self, v, damping):

@@ -16,6 +16,7 @@ import numpy as np
 
 from .._typing import Array, Seed
 from .._validation import warn_singular
+from ._linalg import add_flops
 from .base import CurvatureOperator, layer_statistics, parse_fisher_type
 
 __all__ = ["DiagonalFisher"]
@@ -43,6 +44,14 @@ class DiagonalFisher(CurvatureOperator):
             objective, theta, self.fisher_type, mc_samples, random_state
         )
         s = self.scale / objective.n_samples
+        # per layer: squares and the sum over factors (2 m n f), one GEMM (2 n rows f)
+        add_flops(
+            objective.counts,
+            sum(
+                2 * g.shape[1] * g.shape[2] * (g.shape[0] + a.shape[1])
+                for a, g in zip(inputs, grads)
+            ),
+        )
         diag = np.concatenate(
             [((a * a).T @ (g * g).sum(axis=0)).ravel() for a, g in zip(inputs, grads)]
         )

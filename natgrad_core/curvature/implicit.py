@@ -9,12 +9,13 @@ the cost of one product is about two gradient evaluations.
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
 
 from .._typing import Array, Seed
-from .._validation import check_nonnegative, check_positive_int
+from .._validation import CGMaxIterWarning, check_nonnegative, check_positive_int, warn_singular
 from .base import CurvatureOperator, FisherType, output_factors, parse_fisher_type
 
 __all__ = ["CGResult", "ImplicitFisher", "conjugate_gradient"]
@@ -92,8 +93,9 @@ class ImplicitFisher(CurvatureOperator):
         Its ``solve(r, damping)`` is used as M⁻¹ (e.g. DiagonalFisher or KFAC).
 
     After a solve, ``last_cg`` holds the :class:`CGResult`; ``status`` is "max_cg_iter"
-    when CG hit its cap before reaching ``cg_rtol`` and "cg_nonpositive_curvature" when it
-    met a direction of zero curvature (singular Fisher with zero damping).
+    when CG hit its cap before reaching ``cg_rtol`` (with a :class:`CGMaxIterWarning`) and
+    "cg_nonpositive_curvature" when it met a direction of zero curvature (singular Fisher
+    with zero damping; a :class:`SingularCurvatureWarning`).
     """
 
     def __init__(
@@ -160,6 +162,18 @@ class ImplicitFisher(CurvatureOperator):
             "max_iter": "max_cg_iter",
             "nonpositive_curvature": "cg_nonpositive_curvature",
         }[result.reason]
+        if result.reason == "max_iter":
+            warnings.warn(
+                f"CG stopped at its cap of {result.n_iter} iterations before reaching "
+                f"rtol={self.cg_rtol:g}; used the inexact solution, status 'max_cg_iter'.",
+                CGMaxIterWarning,
+                stacklevel=3,
+            )
+        elif result.reason == "nonpositive_curvature":
+            warn_singular(
+                "CG met a direction of zero curvature (singular Fisher with zero damping); "
+                "stopped there, status 'cg_nonpositive_curvature'."
+            )
         return result.x
 
     def solve(self, v, damping: float = 0.0, x0=None) -> Array:

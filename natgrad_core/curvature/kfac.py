@@ -30,11 +30,11 @@ from enum import Enum
 from typing import NamedTuple
 
 import numpy as np
-from scipy.linalg import block_diag, eigh
+from scipy.linalg import block_diag
 
 from .._typing import Array, Seed
 from .._validation import check_choice, warn_singular
-from ._linalg import SymmetricSolver, syrk_t
+from ._linalg import SymmetricSolver, add_flops, eigh_counted, syrk_t
 from .base import CurvatureOperator, layer_statistics, parse_fisher_type
 
 __all__ = [
@@ -60,11 +60,12 @@ class KFACFactors(NamedTuple):
     G: list
 
 
-def factors_from_statistics(inputs, grads) -> KFACFactors:
-    """K-FAC factors from :func:`~natgrad_core.curvature.base.layer_statistics` output."""
+def factors_from_statistics(inputs, grads, counts=None) -> KFACFactors:
+    """K-FAC factors from :func:`~natgrad_core.curvature.base.layer_statistics` output
+    (one syrk per factor, its flops added to ``counts``)."""
     n = inputs[0].shape[0]
-    A = [syrk_t(a, alpha=1.0 / n) for a in inputs]
-    G = [syrk_t(g.reshape(-1, g.shape[-1]), alpha=1.0 / n) for g in grads]
+    A = [syrk_t(a, alpha=1.0 / n, counts=counts) for a in inputs]
+    G = [syrk_t(g.reshape(-1, g.shape[-1]), alpha=1.0 / n, counts=counts) for g in grads]
     return KFACFactors(A, G)
 
 
@@ -75,7 +76,8 @@ def kfac_factors(
     return factors_from_statistics(
         *layer_statistics(
             objective, theta, parse_fisher_type(fisher_type), mc_samples, random_state
-        )
+        ),
+        objective.counts,
     )
 
 
@@ -126,7 +128,18 @@ class KFAC(CurvatureOperator):
     def _blocks(self, v):
         return self.objective.model.unpack(v)
 
+    def _count_kronecker_products(self, n_products: int = 1) -> None:
+        """Add the flops of ``n_products`` products ``L V R`` per layer, with L of shape
+        (rows, rows), V (rows, fan_out), R (fan_out, fan_out): 2·rows·fan_out·(rows + fan_out)
+        each."""
+        add_flops(
+            self.objective.counts,
+            n_products
+            * sum(2 * len(A) * len(G) * (len(A) + len(G)) for A, G in zip(*self.factors)),
+        )
+
     def _matvec(self, v):
+        self._count_kronecker_products()
         out = [A @ V @ G for A, G, V in zip(*self.factors, self._blocks(v))]
         return self.objective.model.pack(out) + self.l2 * v
 
@@ -139,11 +152,11 @@ class KFAC(CurvatureOperator):
         """[(a, Q_A, g, Q_G)] per layer, computed once and cached."""
         if self._eig is None:
             self._eig = []
+            counts = self.objective.counts
             for A, G in zip(*self.factors):
-                a, QA = eigh(A)
-                g, QG = eigh(G)
+                a, QA = eigh_counted(A, counts)
+                g, QG = eigh_counted(G, counts)
                 self._eig.append((np.maximum(a, 0.0), QA, np.maximum(g, 0.0), QG))
-            self.objective.counts.n_factorizations += 2 * len(self._eig)
         return self._eig
 
     def pi(self) -> list[float]:
@@ -177,13 +190,22 @@ class KFAC(CurvatureOperator):
         return [np.outer(a, g) for a, _, g, _ in self.eigendecompositions()]
 
     def _solve_eigen(self, v, gamma):
+        """Apply ``(Q_A ⊗ Q_G) diag(1 / (s + γ)) (Q_A ⊗ Q_G)ᵀ`` per layer.
+
+        An eigenvalue of a factor of dimension n is known to ``n · eps · max`` (the module
+        doc of ``_linalg``), so a product ``a_i g_j`` is known to
+        ``(dim A + dim G) · eps · max(s)``: entries of ``s + γ`` below that are zero to
+        working precision and get a pseudo-inverse.
+        """
         out = []
         singular = False
+        eps = np.finfo(self.dtype).eps
+        self._count_kronecker_products(n_products=2)  # into the eigenbasis and back
         for (_, QA, _, QG), s, V in zip(
             self.eigendecompositions(), self._eigen_scales(), self._blocks(v)
         ):
             d = s + gamma
-            cutoff = max(float(d.max()), 0.0) * d.size * np.finfo(self.dtype).eps
+            cutoff = max(float(s.max()), 0.0) * (len(QA) + len(QG)) * eps
             ok = d > cutoff
             singular |= not np.all(ok)
             inv = np.where(ok, 1.0 / np.where(ok, d, 1.0), 0.0)
@@ -251,13 +273,21 @@ class EKFAC(KFAC):
             )
         inputs, grads = statistics
         if factors is None:
-            factors = factors_from_statistics(inputs, grads)
+            factors = factors_from_statistics(inputs, grads, objective.counts)
         super().__init__(
             objective, theta, damping_mode="exact", reduction=reduction, factors=factors
         )
         if basis is not None:
             self._eig = list(basis)
         n = objective.n_samples
+        # per layer: rotate ā (2 n rows²) and the m columns g (2 m n fan_out²), one GEMM
+        add_flops(
+            objective.counts,
+            sum(
+                2 * n * (a.shape[1] ** 2 + g.shape[0] * g.shape[2] ** 2 + a.shape[1] * g.shape[2])
+                for a, g in zip(inputs, grads)
+            ),
+        )
         self.scalings = [
             self.scale / n * ((a @ QA) ** 2).T @ ((g @ QG) ** 2).sum(axis=0)
             for (_, QA, _, QG), a, g in zip(self.eigendecompositions(), inputs, grads)
@@ -267,6 +297,7 @@ class EKFAC(KFAC):
         return self.scalings
 
     def _matvec(self, v):
+        self._count_kronecker_products(n_products=2)  # into the eigenbasis and back
         out = [
             QA @ ((QA.T @ V @ QG) * s) @ QG.T
             for (_, QA, _, QG), s, V in zip(

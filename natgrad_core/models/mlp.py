@@ -25,7 +25,7 @@ from .._typing import Array, Seed
 from .._validation import check_choice, check_finite_array
 from .losses import OutputDistribution, get_head
 
-__all__ = ["MLP", "ForwardCache", "LogisticModel"]
+__all__ = ["MLP", "ForwardCache", "LogisticModel", "PassFlops"]
 
 
 def _tanh(z):
@@ -66,6 +66,24 @@ class ForwardCache(NamedTuple):
     inputs: list
     slopes: list
     outputs: Array
+
+
+class PassFlops(NamedTuple):
+    """Flops of one gradient evaluation (:meth:`MLP.pass_flops`).
+
+    forward : the forward pass;  backward : the backward pass (weight gradients and
+    propagation);  propagation : the part of ``backward`` that carries one output column
+    back through the hidden layers (what a curvature pays per ``n_backprop``).
+    """
+
+    forward: int
+    backward: int
+    propagation: int
+
+    @property
+    def gradient(self) -> int:
+        """forward + backward: the flops of one loss-and-gradient evaluation."""
+        return self.forward + self.backward
 
 
 @dataclass(frozen=True)
@@ -189,6 +207,25 @@ class MLP:
                 w[-1] = 0.0
             blocks.append(w)
         return self.pack(blocks)
+
+    def pass_flops(self, n_samples: int) -> PassFlops:
+        """Flops of the passes of one gradient evaluation on ``n_samples``.
+
+        Counting the matrix products only (a multiply-add is 2 flops), for layer l with
+        ``rows_l`` inputs (bias included) and ``fan_out_l`` outputs::
+
+            forward     = Σ_l 2 N rows_l fan_out_l                  (ā_l W̄_l)
+            propagation = Σ_{l≥2} 2 N fan_in_l fan_out_l            (g_l W_lᵀ, in backward)
+            backward    = Σ_l 2 N rows_l fan_out_l + propagation    (ā_lᵀ g_l + propagation)
+
+        so forward ≈ 2·N·P and backward ≈ 4·N·P for a deep network; logistic regression has
+        nothing to propagate (propagation = 0, backward = forward). Activations and the
+        output head cost O(N · width), a lower order that is left out.
+        """
+        n = int(n_samples)
+        forward = sum(2 * n * lay.rows * lay.fan_out for lay in self.layers)
+        propagation = sum(2 * n * lay.fan_in * lay.fan_out for lay in self.layers[1:])
+        return PassFlops(forward, forward + propagation, propagation)
 
     # ----------------------------------------------------------------- passes
     def check_X(self, X) -> Array:

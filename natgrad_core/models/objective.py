@@ -34,6 +34,18 @@ class OracleCounts:
     n_fvp : Fisher-vector products (one forward-mode + one backward pass each).
     n_cg_iter : conjugate-gradient iterations.
     n_factorizations : dense factorizations (Cholesky, eigendecompositions, K-FAC inverses).
+    n_backprop : output-space columns pulled back to the parameters over the batch while
+        building a curvature (exact/dense: n_outputs per build; diagonal, K-FAC and EKFAC
+        statistics and CG preconditioners: one per column of √Λ, ``mc_samples`` for "mc",
+        1 for "empirical"). Each costs the propagation part of one backward pass
+        (``MLP.pass_flops(n).propagation``; 0 for logistic regression).
+    n_flops : floating-point operations of the curvature's dense linear algebra, counted
+        where it runs: the contractions of the pulled-back columns with the layer inputs,
+        Gram and syrk builds, factorizations (Cholesky n³/3, eigendecompositions 9n³) and
+        the solves that apply them (see :mod:`natgrad_core.curvature._linalg`).
+
+    ``n_grad``, ``n_loss`` and ``n_fvp`` are the first-order calls; ``n_backprop`` and
+    ``n_flops`` are the curvature work those calls leave out.
     """
 
     n_loss: int = 0
@@ -41,6 +53,8 @@ class OracleCounts:
     n_fvp: int = 0
     n_cg_iter: int = 0
     n_factorizations: int = 0
+    n_backprop: int = 0
+    n_flops: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self)

@@ -10,19 +10,27 @@ The loop, in call order (each step says what it sets):
                   counted as oracle calls; the history row; the user's ``callback``.
 5. ``check``      diverged (non-finite θ or loss, or loss > ``divergence_factor`` ·
                   (|L₀| + 1)), converged (‖∇L‖_∞ ≤ ``tol``), time_limit, max_iter.
-6. ``finalize``   the :class:`Result`.
+6. ``finalize``   the :class:`Result`; a diverged run also issues a
+                  :class:`~natgrad_core.DivergenceWarning`.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from .._typing import Array, Seed
-from .._validation import check_finite_array, check_nonnegative, check_positive, check_positive_int
+from .._validation import (
+    DivergenceWarning,
+    check_finite_array,
+    check_nonnegative,
+    check_positive,
+    check_positive_int,
+)
 from ..models.mlp import MLP
 from ..models.objective import Objective
 from .base import Optimizer, StepInfo
@@ -222,6 +230,8 @@ def minimize(
             theta = _run_scipy(run, optimizer, objective, theta)
         else:
             theta = _run_steps(run, optimizer, objective, theta, batch_size, rng)
+    if run.status == "diverged":
+        warnings.warn(f"The run diverged: {run.message}", DivergenceWarning, stacklevel=2)
     last = run.rows[-1]
     return Result(
         theta=theta,

@@ -155,7 +155,7 @@ class NaturalGradient(Optimizer):
         statistics = layer_statistics(objective, theta, self.fisher, self.mc_samples, rng_seed)
         ema = state.factors
         if refresh or beta > 0.0:
-            factors = factors_from_statistics(*statistics)
+            factors = factors_from_statistics(*statistics, objective.counts)
             if state.factors is None or beta == 0.0:
                 ema = KFACFactors(
                     [(1 - beta) * A for A in factors.A], [(1 - beta) * G for G in factors.G]

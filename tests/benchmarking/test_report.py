@@ -60,6 +60,10 @@ def make_run(problem, solver, seed, subs, times=None, **columns):
         "n_fvp": 0,
         "n_cg_iter": 0,
         "n_factorizations": 0,
+        "n_backprop": 0,
+        "n_flops": 0,
+        "grad_flops": 1000,
+        "backprop_flops": 0,
         "grad_time": 1.0,
         "fidelity": np.nan,
         "step_status": "ok",
@@ -107,16 +111,46 @@ def test_time_to_eps_is_first_crossing_and_inf_when_never_reached():
     assert list(it.sort_values("eps", ascending=False)["median"]) == [2.0, 4.0, 5.0, np.inf]
 
 
-def test_oracle_calls_formula():
+def test_first_order_calls_formula():
     n = np.arange(5)
     frame = make_run(
         "p", "s", 0, [1.0, 0.1, 1e-3, 1e-5, 1e-9], n_grad=n, n_loss=2 * n + 1, n_fvp=3 * n
     )
-    calls = report.summary_tables(frame, EPS)["oracle_calls_to_eps"]
+    calls = report.summary_tables(frame, EPS)["first_order_calls_to_eps"]
     # n_grad + n_loss + 2 n_fvp = n + (2n + 1) + 6n = 9n + 1 at the first crossing
     expected = {1e-2: 9 * 2 + 1, 1e-4: 9 * 3 + 1, 1e-6: 9 * 4 + 1, 1e-8: 9 * 4 + 1}
     for e, value in expected.items():
         assert row(calls, eps=e)["median"] == value
+
+
+def test_work_adds_curvature_construction_in_gradient_units():
+    # per step: 1 gradient, 10 pulled-back columns of 300 flops, 47_000 dense flops;
+    # one gradient = 2_000 flops -> 1 + (10 * 300 + 47_000) / 2_000 = 26 per step
+    n = np.arange(5)
+    frame = make_run(
+        "p",
+        "s",
+        0,
+        [1.0, 0.1, 1e-3, 1e-5, 1e-9],
+        n_grad=n,
+        n_loss=0,
+        n_backprop=10 * n,
+        n_flops=47_000 * n,
+        grad_flops=2_000,
+        backprop_flops=300,
+    )
+    tables = report.summary_tables(frame, EPS)
+    expected = {1e-2: 2, 1e-4: 3, 1e-6: 4, 1e-8: 4}
+    for e, steps in expected.items():
+        assert row(tables["work_to_eps"], eps=e)["median"] == 26 * steps
+        assert row(tables["first_order_calls_to_eps"], eps=e)["median"] == steps
+
+
+def test_work_is_nan_without_the_gradient_unit():
+    # rows stored before grad_flops existed: curvature work cannot be converted
+    frame = make_run("p", "s", 0, [1.0, 1e-9], n_flops=[0, 5], grad_flops=0)
+    _, crossing = report.run_metrics(frame, (1e-2,))
+    assert np.isnan(crossing["work_to_eps"].iloc[0])
 
 
 def test_median_and_iqr_over_three_seeds():
@@ -272,8 +306,8 @@ def test_performance_profile_hand_computed():
 
 
 def test_performance_profile_other_measures():
-    # oracle calls (n_grad + n_loss + 2 n_fvp): P1: A = 2, B = 22 -> ratio 11; P2: B only
-    prof = report.performance_profile(profile_frame(), 1e-6, "oracle_calls", n_tau=5)
+    # first-order calls (n_grad + n_loss + 2 n_fvp): P1: A = 2, B = 22 -> ratio 11; P2: B only
+    prof = report.performance_profile(profile_frame(), 1e-6, "first_order_calls", n_tau=5)
     b = prof[prof["solver"] == "B"]
     assert b["tau"].max() == 11.0
     np.testing.assert_array_equal(b["fraction"], np.where(b["tau"] >= 11.0, 1.0, 0.5))
@@ -366,7 +400,7 @@ def test_build_report_on_real_store(tiny_store_frame, tmp_path):
     assert not re.search(r"""(src|href)\s*=\s*["']?\s*https?://""", text, re.IGNORECASE)
     assert "http://" not in text and "https://" not in text
     assert "<script" not in text.lower()
-    for word in ("Provenance", "How to read this", "best known", "Oracle calls", "∞"):
+    for word in ("Provenance", "How to read this", "best known", "Work", "First-order calls", "∞"):
         assert word in text
     figures = tmp_path / "report" / "figures"
     for stem in (

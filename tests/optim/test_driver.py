@@ -12,6 +12,7 @@ import pytest
 
 from natgrad_core import (
     SOLVERS,
+    DivergenceWarning,
     LogisticModel,
     OracleCounts,
     Result,
@@ -252,11 +253,12 @@ def test_cg_counts_iterations_and_products_consistently(problem, warm_start):
 
 
 # ----------------------------------------------------------------------------- statuses
-def test_huge_learning_rate_diverges_without_exception():
+def test_huge_learning_rate_diverges_with_a_warning_not_an_exception():
     model, X, y = mlp_problem()
-    result = minimize(
-        model, X, y, make_optimizer("gd", learning_rate=1e8, step="fixed"), max_iter=20
-    )
+    with pytest.warns(DivergenceWarning, match="diverged"):
+        result = minimize(
+            model, X, y, make_optimizer("gd", learning_rate=1e8, step="fixed"), max_iter=20
+        )
     assert result.status == "diverged"
     assert "exceeded" in result.message and "iteration" in result.message
     assert result.n_iter < 20
@@ -282,7 +284,8 @@ class _NaNAfter(Optimizer):
 
 def test_nan_parameters_end_the_run_as_diverged():
     model, X, y = logistic_problem()
-    result = minimize(model, X, y, _NaNAfter(3), max_iter=20, tol=0.0)
+    with pytest.warns(DivergenceWarning, match="Non-finite"):
+        result = minimize(model, X, y, _NaNAfter(3), max_iter=20, tol=0.0)
     assert result.status == "diverged"
     assert "Non-finite" in result.message
     assert result.n_iter == 3

@@ -109,6 +109,7 @@ def test_dense_build_and_solve(benchmark, problem):
 
 
 @pytest.mark.benchmark(group="cg")
+@pytest.mark.filterwarnings("ignore::natgrad_core.CGMaxIterWarning")  # the cap is the point
 def test_cg_solve(benchmark, problem):
     size, _, objective, theta, v = problem
     op = ImplicitFisher(objective, theta, cg_maxiter=20, cg_rtol=0.0)
