@@ -524,7 +524,8 @@ def test_write_run_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         results.write_run(key, _small_frame(seed=1).assign(run_key=key))
     assert path.read_bytes() == before
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [path.name]
+    names = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert names == [f"{key}.csv", f"{key}.json"]
 
 
 def test_load_of_empty_store_has_schema_columns(tmp_path):

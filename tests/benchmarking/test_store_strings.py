@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from natgrad_core.benchmarking.store import SCHEMA, ResultsStore, conform
+from natgrad_core.benchmarking.store import SCHEMA, SCHEMA_VERSION, ResultsStore, conform
 
 
 def test_numeric_looking_keys_and_labels_stay_strings(tmp_path):
@@ -10,7 +10,7 @@ def test_numeric_looking_keys_and_labels_stay_strings(tmp_path):
         c: (0 if d == "int64" else 0.0 if d == "float64" else "x") for c, (d, _) in SCHEMA.items()
     }
     row.update(
-        schema_version=1,
+        schema_version=SCHEMA_VERSION,
         convex=True,
         run_key="14e597284008",
         solver="1e5",
