@@ -667,7 +667,10 @@ def make_figures(
 
     def save(fig, stem):
         # no creation date in the PDF, so an unchanged figure has unchanged bytes
-        for ext, key, meta in (("png", "Description", {}), ("pdf", "Subject", {"CreationDate": None})):
+        for ext, key, meta in (
+            ("png", "Description", {}),
+            ("pdf", "Subject", {"CreationDate": None}),
+        ):
             if stamp:
                 meta[key] = stamp
             buffer = io.BytesIO()

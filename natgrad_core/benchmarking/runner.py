@@ -227,9 +227,7 @@ class _Recorder:
         return out
 
 
-def _frame(
-    spec, record, data, rows, status, message, n_concurrent, blas_threads, grad_time=np.nan
-):
+def _frame(spec, record, data, rows, status, message, n_concurrent, blas_threads, grad_time=np.nan):
     frame = pd.DataFrame(rows)
     if frame.empty:
         frame = pd.DataFrame({"iteration": [0]})
@@ -281,9 +279,7 @@ def execute(
             data = spec.problem.load()
             reason = _infeasible(spec, data)
             if reason is not None:
-                return _frame(
-                    spec, record, data, [], "skipped", reason, n_concurrent, blas_threads
-                )
+                return _frame(spec, record, data, [], "skipped", reason, n_concurrent, blas_threads)
             ref = reference_solution(data, cache_dir)
             kwargs = spec.solver.kwargs
             if spec.solver.solver in PRECONDITIONERS:
