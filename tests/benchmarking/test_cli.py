@@ -191,6 +191,10 @@ def test_run_with_two_jobs_matches_serial(serial, tiny_config, tmp_path):
     assert code == 0, stderr
     assert f"tiny: {N_RUNS} runs, 0 already stored, {N_RUNS} ran, 0 errors" in stdout
     parallel = ResultsStore(parallel_out).load()
+    # each worker's run record comes back with its rows and is stored beside them
+    records = ResultsStore(parallel_out).records()
+    assert set(records) == set(parallel["run_key"])
+    assert all({p["num_threads"] for p in r["blas"]} == {1} for r in records.values())
     assert (parallel["n_concurrent"] == 2).all()
     assert (parallel["blas_threads"] == 1).all()
     pd.testing.assert_frame_equal(deterministic(parallel), deterministic(ResultsStore(out).load()))
