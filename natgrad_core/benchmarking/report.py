@@ -205,10 +205,11 @@ def run_metrics(frame: pd.DataFrame, eps: Sequence[float]) -> tuple[pd.DataFrame
     """The per-run numbers every table, profile and asv track_ benchmark is built from.
 
     Returns ``(runs, crossing)``. ``runs`` (index run_key): problem, solver, seed,
-    reference, status, final_suboptimality, final_test_metric, cost_per_step (optimizer
-    time per step / time of one gradient evaluation) and mean_fidelity. ``crossing`` (one
-    row per run and ε): time_to_eps, oracle_calls_to_eps (n_grad + n_loss + 2·n_fvp) and
-    iterations_to_eps at the first iteration with suboptimality ≤ ε, +inf if never.
+    config_id, code_version, reference, status, final_suboptimality, final_test_metric,
+    cost_per_step (optimizer time per step / time of one gradient evaluation) and
+    mean_fidelity. ``crossing`` (one row per run and ε): time_to_eps, oracle_calls_to_eps
+    (n_grad + n_loss + 2·n_fvp) and iterations_to_eps at the first iteration with
+    suboptimality ≤ ε, +inf if never, with problem, solver, config_id and reference.
     Non-convex problems get the "best known" reference of :func:`add_best_known` first.
     """
     f = _with_reference(frame).sort_values(["run_key", "iteration"], kind="stable")
