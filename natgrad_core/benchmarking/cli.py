@@ -8,7 +8,10 @@
 
 ``natgrad run`` with no argument runs the quick suite (every solver on every bundled
 problem, 3 seeds) and writes ``results/``: per-run files, tables, figures and
-``index.html``. Running the same command again resumes: finished runs are skipped.
+``index.html``. Running the same command again resumes: finished runs are skipped, and
+files whose content did not change are not rewritten. Its report covers the runs of the
+configuration just run; ``natgrad report`` covers every stored run, and summarizes runs of
+different configurations separately.
 ``--dry-run`` prints every run the command would do — problem, solver label, seed, every
 resolved hyperparameter and the budget — and runs nothing.
 """
@@ -54,14 +57,31 @@ def _cmd_list(args) -> int:
     return 0
 
 
-def _report(out: Path, config=None) -> Path | None:
-    from .report import build_report
+def _report(out: Path, config=None, refresh: bool = False) -> Path | None:
+    """Report on the runs of ``config`` (a GridConfig), or on every stored run if None."""
+    from .report import build_report, separate_configurations
 
-    frame = ResultsStore(out).load()
+    store = ResultsStore(out)
+    frame = store.load()
+    if config is not None:
+        frame = frame[frame["run_key"].isin({spec.key() for spec in config.specs()})]
     if frame.empty:
         print(f"no stored runs under {out / 'runs'}", file=sys.stderr)
         return None
-    index = build_report(frame, out, config)
+    index = build_report(
+        frame,
+        out,
+        None if config is None else config.to_dict(),
+        records=store.records(),
+        refresh=refresh,
+    )
+    labels = set(frame["solver"])
+    separated = sorted(set(separate_configurations(frame)["solver"]) - labels)
+    if separated:
+        print(
+            "report: solver labels shared by several configurations or code versions are "
+            f"summarized separately as {', '.join(separated)}"
+        )
     print(f"report: {index}")
     return index
 
@@ -108,7 +128,7 @@ def _cmd_run(args) -> int:
         )
         return 130
     if not args.no_report:
-        _report(out, config.to_dict())
+        _report(out, config, refresh=summary.n_ran > 0)
     return 1 if summary.n_errors else 0
 
 
@@ -133,12 +153,11 @@ def _dry_run(config, store: ResultsStore) -> int:
 
 
 def _clear_results(out: Path) -> None:
-    """Remove stored runs and the report (not the reference cache or asv's results)."""
+    """Remove stored runs (not the report, which is rewritten only where it changes, nor
+    the reference cache or asv's results)."""
     import shutil
 
-    for name in ("runs", "tables", "figures"):
-        shutil.rmtree(out / name, ignore_errors=True)
-    (out / "index.html").unlink(missing_ok=True)
+    shutil.rmtree(out / "runs", ignore_errors=True)
 
 
 def _cmd_report(args) -> int:
@@ -213,7 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fresh",
         action="store_true",
-        help="delete stored runs and the report first (regenerate, not resume)",
+        help="delete stored runs first (regenerate, not resume)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(

@@ -2,7 +2,10 @@
 
 The input everywhere is the long-format table of :data:`store.SCHEMA` (one row per
 recorded iteration per run, e.g. ``ResultsStore(root).load()``). A *run* is one
-``run_key``; statistics "over seeds" are over the runs of one (problem, solver).
+``run_key``; statistics "over seeds" are over the runs of one (problem, solver,
+config_id): runs whose configuration or budget differ are never pooled, and a solver
+label shared by several configurations or code versions is told apart in tables and
+figures (:func:`separate_configurations`).
 
 Definitions used throughout
 ---------------------------
@@ -46,6 +49,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import re
 import warnings
@@ -55,7 +59,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .provenance import provenance
+from .provenance import UNKNOWN, provenance
+from .store import write_if_changed
 
 __all__ = [
     "DEFAULT_EPS",
@@ -70,6 +75,7 @@ __all__ = [
     "make_figures",
     "performance_profile",
     "run_metrics",
+    "separate_configurations",
     "step_diagnostics",
     "summary_tables",
     "write_html",
@@ -110,6 +116,8 @@ PLOT_FLOOR = 1e-16
 """Suboptimalities below this (exact zeros, rounding) are drawn at this value on log axes."""
 
 _KEYS = ["problem", "solver"]
+_GROUP = [*_KEYS, "config_id"]
+"""A summary row: one problem, one solver label, one configuration (runs differ by seed)."""
 _SPREAD = ["median", "q25", "q75"]
 
 
@@ -194,17 +202,49 @@ def _with_reference(frame: pd.DataFrame) -> pd.DataFrame:
     return frame if "reference" in frame.columns else add_best_known(frame)
 
 
+def separate_configurations(frame: pd.DataFrame) -> pd.DataFrame:
+    """Give every (configuration, code version) of a solver label a label of its own.
+
+    A label used by runs of one ``config_id`` and one ``code_version`` is kept. A label
+    used by several gets a suffix naming what differs::
+
+        "kfac [cfg 3f2a1b0c9d8e]"                    several configurations
+        "kfac [code 9c8d7e6f5a4b]"                   one configuration, several code versions
+        "kfac [cfg 3f2a1b0c9d8e, code 9c8d7e6f5a4b]" both
+
+    so that no table, profile or figure pools them. The suffix is the same on every
+    problem, so a label still names one configuration across problems. Idempotent.
+    """
+    runs = frame.drop_duplicates("run_key")
+    spans = runs.groupby("solver")[["config_id", "code_version"]].nunique()
+    mixed = spans[(spans > 1).any(axis=1)]
+    if mixed.empty:
+        return frame
+    out = frame.copy()
+    for label, (n_configs, n_codes) in mixed.iterrows():
+        rows = out["solver"] == label
+        parts = []
+        if n_configs > 1:
+            parts.append("cfg " + out.loc[rows, "config_id"].astype(str))
+        if n_codes > 1:
+            parts.append("code " + out.loc[rows, "code_version"].astype(str))
+        suffix = parts[0] if len(parts) == 1 else parts[0] + ", " + parts[1]
+        out.loc[rows, "solver"] = label + " [" + suffix + "]"
+    return out
+
+
 # ----------------------------------------------------------------------------- per-run metrics
 def run_metrics(frame: pd.DataFrame, eps: Sequence[float]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The per-run numbers every table, profile and asv track_ benchmark is built from.
 
     Returns ``(runs, crossing)``. ``runs`` (index run_key): problem, solver, seed,
-    reference, status, final_suboptimality, final_test_metric, cost_per_step (optimizer
-    time per step / time of one gradient evaluation) and mean_fidelity. ``crossing`` (one
-    row per run and ε): time_to_eps, work_to_eps (gradient evaluations including the
-    curvature's construction, see the module doc), first_order_calls_to_eps
-    (n_grad + n_loss + 2·n_fvp, curvature excluded) and iterations_to_eps at the first
-    iteration with suboptimality ≤ ε, +inf if never.
+    config_id, code_version, reference, status, final_suboptimality, final_test_metric,
+    cost_per_step (optimizer time per step / time of one gradient evaluation) and
+    mean_fidelity. ``crossing`` (one row per run and ε): time_to_eps, work_to_eps (gradient
+    evaluations including the curvature's construction, see the module doc),
+    first_order_calls_to_eps (n_grad + n_loss + 2·n_fvp, curvature excluded) and
+    iterations_to_eps at the first iteration with suboptimality ≤ ε, +inf if never, with
+    problem, solver, config_id and reference.
     Non-convex problems get the "best known" reference of :func:`add_best_known` first.
     """
     f = _with_reference(frame).sort_values(["run_key", "iteration"], kind="stable")
@@ -224,6 +264,8 @@ def run_metrics(frame: pd.DataFrame, eps: Sequence[float]) -> tuple[pd.DataFrame
             "problem": last["problem"],
             "solver": last["solver"],
             "seed": last["seed"],
+            "config_id": last["config_id"],
+            "code_version": last["code_version"],
             "reference": last["reference"],
             "status": last["status"],
             "final_suboptimality": last["suboptimality"].astype(np.float64),
@@ -246,20 +288,18 @@ def run_metrics(frame: pd.DataFrame, eps: Sequence[float]) -> tuple[pd.DataFrame
         ).reindex(runs.index, fill_value=np.inf)  # never reached: +inf; unknown stays NaN
         pieces.append(costs.assign(eps=float(e)))
     crossing = pd.concat(pieces).rename_axis("run_key").reset_index()
-    crossing = crossing.merge(runs[[*_KEYS, "reference"]], left_on="run_key", right_index=True)
+    crossing = crossing.merge(runs[[*_GROUP, "reference"]], left_on="run_key", right_index=True)
     return runs, crossing
 
 
 def _to_eps_table(crossing: pd.DataFrame, column: str) -> pd.DataFrame:
-    keys = [*_KEYS, "eps"]
+    keys = [*_GROUP, "eps"]
     g = crossing.groupby(keys, sort=True)
     table = _spread(g[column])
     table["reached"] = g[column].agg(lambda s: int(np.isfinite(s.to_numpy()).sum()))
     table["n_runs"] = g.size()
     table["reference"] = g["reference"].first()
-    table = table.reset_index()[
-        ["problem", "solver", "reference", "eps", *_SPREAD, "reached", "n_runs"]
-    ]
+    table = table.reset_index()[[*_GROUP, "reference", "eps", *_SPREAD, "reached", "n_runs"]]
     table = table.sort_values(
         ["problem", "eps", "median", "solver"], ascending=[True, False, True, True]
     )
@@ -267,20 +307,24 @@ def _to_eps_table(crossing: pd.DataFrame, column: str) -> pd.DataFrame:
 
 
 def _final_table(runs: pd.DataFrame, column: str, reference: bool = False) -> pd.DataFrame:
-    g = runs.groupby(_KEYS, sort=True)
+    g = runs.groupby(_GROUP, sort=True)
     table = _spread(g[column])
     table["n_runs"] = g.size()
-    cols = ["problem", "solver", *_SPREAD, "n_runs"]
+    cols = [*_GROUP, *_SPREAD, "n_runs"]
     if reference:
         table["reference"] = g["reference"].first()
-        cols.insert(2, "reference")
+        cols.insert(len(_GROUP), "reference")
     return table.reset_index()[cols]
 
 
 def summary_tables(
     frame: pd.DataFrame, eps: Sequence[float] = DEFAULT_EPS
 ) -> dict[str, pd.DataFrame]:
-    """Per (problem, solver) statistics over seeds.
+    """Per (problem, solver, config_id) statistics over seeds.
+
+    Runs are pooled only when they share problem, solver label and ``config_id`` (the
+    resolved configuration and budget); labels that several configurations or code
+    versions share are told apart first by :func:`separate_configurations`.
 
     Targets ε are on the *absolute* suboptimality ``loss - F*`` (exact or best known, see
     :func:`add_best_known`, applied here if ``frame`` has no ``reference`` column).
@@ -314,19 +358,20 @@ def summary_tables(
     -------
     dict of str to DataFrame
         ``time_to_eps``, ``work_to_eps``, ``first_order_calls_to_eps``,
-        ``iterations_to_eps`` (columns problem,
-        solver, reference, eps, median, q25, q75, reached = runs that reached ε, n_runs);
-        ``final_suboptimality`` (with reference), ``cost_per_step``, ``fidelity``,
-        ``test_metric`` (columns problem, solver, median, q25, q75, n_runs); and
-        ``status`` (problem, solver, n_runs and the number of runs per status).
+        ``iterations_to_eps`` (columns problem, solver, config_id, reference, eps, median,
+        q25, q75, reached = runs that reached ε, n_runs); ``final_suboptimality`` (with
+        reference), ``cost_per_step``, ``fidelity``, ``test_metric`` (columns problem,
+        solver, config_id, median, q25, q75, n_runs); and ``status`` (problem, solver,
+        config_id, n_runs and the number of runs per status).
     """
+    frame = separate_configurations(frame)
     runs, crossing = run_metrics(frame, eps)
     tables = {name: _to_eps_table(crossing, name) for name in MEASURES.values()}
     tables["final_suboptimality"] = _final_table(runs, "final_suboptimality", reference=True)
     tables["cost_per_step"] = _final_table(runs, "cost_per_step")
     tables["fidelity"] = _final_table(runs, "mean_fidelity")
     tables["test_metric"] = _final_table(runs, "final_test_metric")
-    counts = runs.groupby([*_KEYS, "status"]).size().unstack("status", fill_value=0)
+    counts = runs.groupby([*_GROUP, "status"]).size().unstack("status", fill_value=0)
     order = [s for s in STATUS_ORDER if s in counts.columns]
     order += sorted(c for c in counts.columns if c not in STATUS_ORDER)
     counts = counts[order].astype(np.int64)
@@ -426,7 +471,7 @@ def performance_profile(
         Tidy columns ``solver``, ``tau``, ``fraction``, sorted by solver and tau.
         ``attrs`` holds ``eps``, ``measure`` and ``n_problems``.
     """
-    cost = _median_cost(_with_reference(frame), eps, measure)
+    cost = _median_cost(_with_reference(separate_configurations(frame)), eps, measure)
     c = cost.to_numpy(dtype=np.float64)
     if c.size == 0:
         out = pd.DataFrame({"solver": [], "tau": [], "fraction": []})
@@ -545,13 +590,15 @@ def _latex(table: pd.DataFrame, prov: Mapping, title: str) -> str:
 def write_tables(
     tables: Mapping[str, pd.DataFrame], out_dir: str | Path, provenance_dict: Mapping
 ) -> list[Path]:
-    """Write every table as CSV, Markdown and LaTeX (booktabs), plus ``provenance.json``.
+    """Write every table as CSV, Markdown and LaTeX (booktabs).
 
     Each file starts with the provenance record: ``# key: value`` lines in the CSV (read
     it back with ``pandas.read_csv(path, comment="#")``), an HTML comment in the Markdown,
     ``% key: value`` lines in the LaTeX. Nested values are written as compact JSON.
     Markdown shows +inf as ``∞`` and NaN as ``–``; LaTeX as ``$\\infty$`` and ``--``; the
-    CSV keeps full precision (``inf``, empty for NaN). Files are UTF-8.
+    CSV keeps full precision (``inf``, empty for NaN). Files are UTF-8. A file whose bytes
+    would not change is left alone, and older ``.csv``/``.md``/``.tex`` files in
+    ``out_dir`` that this call does not write (tables of an earlier report) are removed.
 
     Parameters
     ----------
@@ -560,35 +607,39 @@ def write_tables(
     out_dir : path
         Created if missing.
     provenance_dict : mapping
-        JSON-serializable record, e.g. :func:`provenance.provenance`.
+        JSON-serializable record of what the tables summarize (no date: a record that
+        changes on every call would rewrite every file).
 
     Returns
     -------
     list of Path
-        The files written (``provenance.json`` last).
+        The files of the tables, written or already up to date.
     """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     items = _prov_items(provenance_dict)
-    paths = []
+    files = {}
     for name, table in tables.items():
         title = _TABLE_TITLES.get(name, name)
-        csv = out_dir / f"{name}.csv"
-        with open(csv, "w", encoding="utf-8", newline="") as fh:
-            fh.write(f"# {title}\n")
-            fh.writelines(f"# {k}: {v}\n" for k, v in items)
-            table.to_csv(fh, index=False)
-        md = out_dir / f"{name}.md"
-        md.write_text(_markdown(table, provenance_dict, title), encoding="utf-8")
-        tex = out_dir / f"{name}.tex"
-        tex.write_text(_latex(table, provenance_dict, title), encoding="utf-8")
-        paths += [csv, md, tex]
-    prov_path = out_dir / "provenance.json"
-    prov_path.write_text(
-        json.dumps(provenance_dict, indent=2, sort_keys=True, default=str) + "\n",
-        encoding="utf-8",
+        header = f"# {title}\n" + "".join(f"# {k}: {v}\n" for k, v in items)
+        files[f"{name}.csv"] = header + table.to_csv(index=False)
+        files[f"{name}.md"] = _markdown(table, provenance_dict, title)
+        files[f"{name}.tex"] = _latex(table, provenance_dict, title)
+    return _write_folder(
+        out_dir, {k: v.encode("utf-8") for k, v in files.items()}, (".csv", ".md", ".tex")
     )
-    paths.append(prov_path)
+
+
+def _write_folder(out_dir: Path, files: Mapping[str, bytes], suffixes) -> list[Path]:
+    """Write ``files`` (name -> bytes) with :func:`store.write_if_changed` and remove the
+    other files in ``out_dir`` with one of ``suffixes``, so the folder holds exactly them."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in sorted(out_dir.iterdir()):
+        if stale.suffix in suffixes and stale.name not in files:
+            stale.unlink()
+    paths = []
+    for name, data in files.items():
+        write_if_changed(out_dir / name, data)
+        paths.append(out_dir / name)
     return paths
 
 
@@ -675,6 +726,8 @@ def make_figures(
       problem that recorded any (no carrying forward).
 
     One color per solver throughout. Uses matplotlib's Agg backend; figures are closed.
+    The files carry no creation date, a file whose bytes would not change is not rewritten,
+    and older ``.png``/``.pdf`` files in ``out_dir`` that this call does not make are removed.
 
     Parameters
     ----------
@@ -692,7 +745,7 @@ def make_figures(
     Returns
     -------
     list of Path
-        The files written, PNG then PDF for each figure.
+        The figure files, PNG then PDF for each figure.
     """
     import matplotlib
 
@@ -701,22 +754,27 @@ def make_figures(
     import seaborn as sns
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    f = _with_reference(frame).sort_values(["run_key", "iteration"], kind="stable")
+    f = _with_reference(separate_configurations(frame))
+    f = f.sort_values(["run_key", "iteration"], kind="stable")
     solvers = sorted(f["solver"].unique())
     palette = sns.color_palette("tab10" if len(solvers) <= 10 else "husl", len(solvers))
     colors = dict(zip(solvers, palette))
     stamp = (
         json.dumps(dict(provenance_dict), sort_keys=True, default=str) if provenance_dict else ""
     )
-    paths: list[Path] = []
+    files: dict[str, bytes] = {}
 
     def save(fig, stem):
-        for ext, meta in (("png", {"Description": stamp}), ("pdf", {"Subject": stamp})):
-            path = out_dir / f"{stem}.{ext}"
-            fig.savefig(path, dpi=dpi, bbox_inches="tight", metadata=meta if stamp else None)
-            paths.append(path)
+        # no creation date in the PDF, so an unchanged figure has unchanged bytes
+        for ext, key, meta in (
+            ("png", "Description", {}),
+            ("pdf", "Subject", {"CreationDate": None}),
+        ):
+            if stamp:
+                meta[key] = stamp
+            buffer = io.BytesIO()
+            fig.savefig(buffer, format=ext, dpi=dpi, bbox_inches="tight", metadata=meta)
+            files[f"{stem}.{ext}"] = buffer.getvalue()
         plt.close(fig)
 
     style = {"axes.titlesize": 10, "axes.labelsize": 9, "legend.fontsize": 8}
@@ -795,7 +853,7 @@ def make_figures(
                 ax.set_visible(False)
             fig.tight_layout()
             save(fig, "fidelity")
-    return paths
+    return _write_folder(Path(out_dir), files, (".png", ".pdf"))
 
 
 # ----------------------------------------------------------------------------- 6. HTML
@@ -885,6 +943,8 @@ def write_html(
     ``data:image/png;base64,...`` URI (PDFs are only named in the captions). There is no
     JavaScript and no external URL, so the file opens offline and can be moved alone.
     Sections: title, provenance, "how to read this", tables (+inf shown as ∞), figures.
+    When the results hold several configurations, a note says that they are summarized
+    separately. The file is rewritten only when its bytes change.
 
     Parameters
     ----------
@@ -895,7 +955,8 @@ def write_html(
     figure_paths : iterable of path
         As returned by :func:`make_figures`.
     provenance_dict : mapping
-        Shown as a key/value table.
+        What the results summarize (:func:`build_report`'s record); shown as a key/value
+        table.
 
     Returns
     -------
@@ -920,14 +981,19 @@ def write_html(
         f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in _prov_items(provenance_dict)
     ]
     parts.append("</table>")
-    results = provenance_dict.get("results")
-    stored = results.get("code_versions", []) if isinstance(results, Mapping) else []
-    current = provenance_dict.get("code_version")
-    if stored and current is not None and list(stored) != [current]:
+    parts.append(
+        '<p class="note">Every run stores its own record in <code>runs/&lt;run_key&gt;.json'
+        "</code>; the date and host of this report are in <code>tables/provenance.json"
+        "</code>.</p>"
+    )
+    separated = provenance_dict.get("separated_labels", [])
+    if separated:
         parts.append(
-            '<p class="note">The results were produced by code version(s) '
-            f"<code>{esc(', '.join(map(str, stored)))}</code>; this report was made with "
-            f"<code>{esc(str(current))}</code>. The environment above is the report's.</p>"
+            '<p class="note">Some solver labels were used by several configurations or code '
+            f"versions; their runs are summarized separately, as <code>"
+            f"{esc(', '.join(separated))}</code>. Runs of different configurations are "
+            "never pooled: every table row is one (problem, solver, config_id), and the "
+            "configurations are listed above by config_id.</p>"
         )
     parts += ["<h2>How to read this</h2>", f'<div class="note">{_HOW_TO_READ}</div>']
     parts.append("<h2>Tables</h2>")
@@ -950,19 +1016,49 @@ def write_html(
         )
     parts.append("</body></html>")
     index = out_dir / "index.html"
-    index.write_text("\n".join(parts) + "\n", encoding="utf-8")
+    write_if_changed(index, ("\n".join(parts) + "\n").encode("utf-8"))
     return index
 
 
 # ----------------------------------------------------------------------------- 7. all of it
-def _results_record(frame: pd.DataFrame) -> dict:
-    """What the report was computed from (the environment record describes the present)."""
+def _results_record(frame: pd.DataFrame, records: Mapping[str, Mapping]) -> dict:
+    """What a report summarizes: its runs and every distinct passport among them.
+
+    From the rows: number of runs and rows, problems, solver labels, code versions. From
+    the runs' records (``records``: run key -> :meth:`runner.RunSpec.record`): every
+    configuration by ``config_id`` (configuration and budget without problem and seed),
+    and the distinct machines, BLAS libraries and threads, Python and dependency versions
+    and git states. Runs without a record count in ``runs_without_record``, and their
+    configurations are :data:`provenance.UNKNOWN`. No date or host: the record is stable.
+    """
+    keys = sorted(map(str, frame["run_key"].unique()))
+    found = [records[k] for k in keys if k in records]
+
+    def distinct(values) -> list:
+        texts = {json.dumps(v, sort_keys=True, default=str) for v in values}
+        return [json.loads(t) for t in sorted(texts)]
+
+    configurations = dict.fromkeys(sorted(map(str, frame["config_id"].unique())), UNKNOWN)
+    for record in found:
+        configurations[record["config_id"]] = {
+            k: v for k, v in record["configuration"].items() if k not in ("problem", "seed")
+        }
     return {
-        "n_runs": int(frame["run_key"].nunique()),
+        "n_runs": len(keys),
         "n_rows": len(frame),
         "problems": sorted(map(str, frame["problem"].unique())),
         "solvers": sorted(map(str, frame["solver"].unique())),
         "code_versions": sorted(map(str, frame["code_version"].unique())),
+        "configurations": configurations,
+        "machines": distinct(r.get("machine", UNKNOWN) for r in found),
+        "git": distinct(
+            {"commit": r.get("git_commit", UNKNOWN), "dirty": r.get("git_dirty", UNKNOWN)}
+            for r in found
+        ),
+        "blas": distinct(r.get("blas", UNKNOWN) for r in found),
+        "python": distinct(r.get("python", UNKNOWN) for r in found),
+        "dependencies": distinct(r.get("dependencies", UNKNOWN) for r in found),
+        "runs_without_record": len(keys) - len(found),
     }
 
 
@@ -971,15 +1067,23 @@ def build_report(
     out_dir: str | Path,
     config=None,
     eps: Sequence[float] = DEFAULT_EPS,
+    records: Mapping[str, Mapping] | None = None,
+    refresh: bool = False,
 ) -> Path:
     """Tables, figures and ``index.html`` for a results table.
 
-    Steps: :func:`add_best_known`, :func:`summary_tables`, :func:`write_tables` into
-    ``out_dir/tables``, :func:`make_figures` into ``out_dir/figures``, :func:`write_html`
-    into ``out_dir``. The provenance record is :func:`provenance.provenance` of ``config``
-    (the environment producing the report) plus a ``results`` entry describing the input:
-    number of runs and rows, problems, solvers and the ``code_version`` values of the rows
-    (which may differ from the current code).
+    Steps: :func:`separate_configurations`, :func:`add_best_known`, :func:`summary_tables`,
+    :func:`write_tables` into ``out_dir/tables``, :func:`make_figures` into
+    ``out_dir/figures``, :func:`write_html` into ``out_dir``. Tables, figures and HTML
+    carry the record of what they summarize (:func:`_results_record`: runs, code
+    versions, configurations, machines, BLAS, versions, git states, and the
+    ``separated_labels`` given to runs of one label with several configurations), which
+    changes only when the runs do, and each file is rewritten only when its bytes change.
+
+    The volatile facts go to one file, ``out_dir/tables/provenance.json``: the
+    :func:`provenance.provenance` of this process (date, host, ``config_hash`` of
+    ``config``) with the record under ``results``. It is rewritten when ``refresh`` is
+    true (runs were just executed), when it is missing, or when the record changed.
 
     Parameters
     ----------
@@ -991,6 +1095,10 @@ def build_report(
         Benchmark configuration; its hash is recorded.
     eps : sequence of float
         Absolute suboptimality targets.
+    records : mapping of str to mapping, optional
+        Run records by run key (``ResultsStore.records()``).
+    refresh : bool
+        Rewrite ``provenance.json`` even if the record is unchanged.
 
     Returns
     -------
@@ -998,13 +1106,23 @@ def build_report(
         The ``index.html``.
     """
     out_dir = Path(out_dir)
-    prov = dict(provenance(config))
-    prov["results"] = _results_record(frame)
-    frame = add_best_known(frame)
+    separated = separate_configurations(frame)
+    record = _results_record(separated, records or {})
+    relabelled = sorted(set(separated["solver"]) - set(frame["solver"]))
+    if relabelled:
+        record["separated_labels"] = relabelled
+    frame = add_best_known(separated)
     tables = summary_tables(frame, eps)
-    write_tables(tables, out_dir / "tables", prov)
-    figures = make_figures(frame, out_dir / "figures", eps, provenance_dict=prov)
-    return write_html(out_dir, tables, figures, prov)
+    write_tables(tables, out_dir / "tables", record)
+    figures = make_figures(frame, out_dir / "figures", eps, provenance_dict=record)
+    index = write_html(out_dir, tables, figures, record)
+    volatile = out_dir / "tables" / "provenance.json"
+    stored = json.loads(volatile.read_text(encoding="utf-8")) if volatile.is_file() else {}
+    if refresh or stored.get("results") != json.loads(json.dumps(record, default=str)):
+        prov = {**provenance(config), "results": record}
+        text = json.dumps(prov, indent=2, sort_keys=True, default=str) + "\n"
+        write_if_changed(volatile, text.encode("utf-8"))
+    return index
 
 
 # ----------------------------------------------------------------------------- 8. compare
@@ -1132,10 +1250,10 @@ def _machines(frame: pd.DataFrame) -> str:
 def _compare_side(frame: pd.DataFrame, eps: float) -> pd.DataFrame:
     """Per (problem, solver): the aggregated measures of :func:`compare` and the machine
     every run ran on (``_MIXED`` if several)."""
-    frame = frame.drop(columns="_side")
+    frame = separate_configurations(frame.drop(columns="_side"))
     runs, crossing = run_metrics(frame, (eps,))
     last = _last_rows(frame)
-    per_run = runs.join(crossing.set_index("run_key").drop(columns=[*_KEYS, "reference"]))
+    per_run = runs.join(crossing.set_index("run_key").drop(columns=[*_GROUP, "reference"]))
     per_run["final_suboptimality"] = per_run["final_suboptimality"].clip(lower=eps)
     failed = per_run["status"].isin(FAILED_STATUSES) | (last["flags"] != "")
     per_run["failed"] = failed.astype(np.float64)

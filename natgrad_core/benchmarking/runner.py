@@ -13,6 +13,12 @@ steps not taken, CG solves stopped at their cap, jitter / pseudo-inverse fallbac
 is flagged when its loss ends above its start or most of its steps were not taken, so a
 run that "finished" without making progress never reads as a success.
 
+Every run also returns its record (``frame.attrs["run_record"]``, stored by
+:meth:`store.ResultsStore.write_run` as ``runs/<run_key>.json``): its run key and
+configuration id, the resolved configuration and budget, and the environment of
+:func:`provenance.environment` captured inside the run's ``threadpool_limits`` context, so
+the BLAS threads recorded are those in force during the run.
+
 Runs stop on max_iter, the target suboptimality, the gradient tolerance, a per-run time
 limit, or divergence. Any exception is caught and recorded as status "error" with its
 message, so one bad configuration never loses the grid.
@@ -38,7 +44,7 @@ from ..models.objective import Objective
 from ..optim import PRECONDITIONERS, SOLVERS, make_optimizer, minimize
 from ..optim.registry import resolved_params
 from .problems import Problem, ProblemData
-from .provenance import code_version, config_hash, machine_id
+from .provenance import code_version, config_hash, environment, machine_id
 from .reference import Reference, reference_solution
 from .store import SCHEMA, SCHEMA_VERSION
 
@@ -134,9 +140,33 @@ class RunSpec:
             "fidelity": self.fidelity,
         }
 
+    def resolved_config(self) -> dict:
+        """The configuration a run records and is pooled by: :meth:`config`.
+
+        The one place where a fuller resolution of the solver (every hyperparameter,
+        defaults included) enters the run record and :meth:`config_id`.
+        """
+        return self.config()
+
+    def config_id(self) -> str:
+        """Hash of :meth:`resolved_config` without problem and seed: runs that differ only
+        in those share it, and only such runs are summarized together."""
+        setup = {k: v for k, v in self.resolved_config().items() if k not in ("problem", "seed")}
+        return config_hash(setup)
+
     def key(self) -> str:
         """Hash of the configuration and the code version; independent of grid order."""
         return config_hash({"config": self.config(), "code": code_version()})
+
+    def record(self) -> dict:
+        """The run's record: key, configuration id and configuration, and the
+        :func:`provenance.environment` at the time of the call."""
+        return {
+            "run_key": self.key(),
+            "config_id": self.config_id(),
+            "configuration": self.resolved_config(),
+            **environment(),
+        }
 
 
 def _infeasible(spec: RunSpec, data: ProblemData) -> str | None:
@@ -256,7 +286,7 @@ def _flop_units(spec, data) -> dict:
     return {"grad_flops": flops.gradient, "backprop_flops": flops.propagation}
 
 
-def _frame(spec, data, rows, status, message, n_concurrent, blas_threads, grad_time=np.nan):
+def _frame(spec, record, data, rows, status, message, n_concurrent, blas_threads, grad_time=np.nan):
     frame = pd.DataFrame(rows)
     if frame.empty:
         frame = pd.DataFrame(
@@ -266,6 +296,7 @@ def _frame(spec, data, rows, status, message, n_concurrent, blas_threads, grad_t
     constants = {
         "schema_version": SCHEMA_VERSION,
         "run_key": spec.key(),
+        "config_id": spec.config_id(),
         "code_version": code_version(),
         "problem": spec.problem.name,
         "convex": spec.problem.convex,
@@ -290,7 +321,9 @@ def _frame(spec, data, rows, status, message, n_concurrent, blas_threads, grad_t
     for col, (dtype, _) in SCHEMA.items():
         if col not in frame.columns:
             frame[col] = "" if dtype == "str" else (0 if dtype == "int64" else np.nan)
-    return frame[list(SCHEMA)]
+    frame = frame[list(SCHEMA)]
+    frame.attrs["run_record"] = record
+    return frame
 
 
 def execute(
@@ -299,14 +332,18 @@ def execute(
     n_concurrent: int = 1,
     blas_threads: int = 1,
 ) -> pd.DataFrame:
-    """Run one configuration and return its rows (see :data:`store.SCHEMA`)."""
-    data = None
+    """Run one configuration and return its rows (see :data:`store.SCHEMA`).
+
+    The rows carry the run's record in ``attrs["run_record"]`` (see :meth:`RunSpec.record`).
+    """
+    data = record = None
     try:
         with threadpool_limits(limits=blas_threads):
+            record = spec.record()
             data = spec.problem.load(spec.seed)
             reason = _infeasible(spec, data)
             if reason is not None:
-                return _frame(spec, data, [], "skipped", reason, n_concurrent, blas_threads)
+                return _frame(spec, record, data, [], "skipped", reason, n_concurrent, blas_threads)
             ref = reference_solution(data, cache_dir)
             kwargs = spec.solver.run_kwargs(spec.seed)
             common = dict(alpha=data.alpha, batch_size=spec.batch_size, random_state=spec.seed)
@@ -345,6 +382,7 @@ def execute(
                 message = f"Suboptimality <= {spec.target_suboptimality:g}."
             return _frame(
                 spec,
+                record,
                 data,
                 result.history.to_dict("records"),
                 status,
@@ -356,4 +394,7 @@ def execute(
     except Exception as exc:  # recorded, so the grid goes on
         message = f"{type(exc).__name__}: {exc}"
         tb = traceback.format_exc(limit=3)
-        return _frame(spec, data, [], "error", f"{message}\n{tb}", n_concurrent, blas_threads)
+        record = record or spec.record()
+        return _frame(
+            spec, record, data, [], "error", f"{message}\n{tb}", n_concurrent, blas_threads
+        )

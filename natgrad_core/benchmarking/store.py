@@ -6,28 +6,39 @@ Layout under the results folder::
                             (temporary file + ``os.replace``), so an interrupted grid —
                             Ctrl-C, a killed worker, a power cut — loses no finished run and
                             leaves no partial file; a rerun skips every key present.
+    runs/<run_key>.json     the run's record, written atomically before the CSV: the
+                            resolved configuration and budget, code version, git commit
+                            and dirty flag, machine, BLAS threads in force during the run,
+                            Python and dependency versions (see ``RunSpec.record``).
 
 ``run_key`` hashes the run's configuration (problem, solver and every hyperparameter,
 seed, budget) and the code version (a hash of the package's source), not the order of the
 grid. Columns and their meaning are :data:`SCHEMA`; ``schema_version`` is stored in every
-row and checked on load.
+row and checked on load. A file whose bytes would not change is not rewritten
+(:func:`write_if_changed`), so regenerating unchanged results leaves git clean.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "ResultsStore"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "ResultsStore", "write_if_changed"]
 
 SCHEMA_VERSION = 2
 
 SCHEMA: dict[str, tuple[str, str]] = {
     "schema_version": ("int64", "version of this table layout"),
     "run_key": ("str", "hash of configuration + code version; one run = one key"),
+    "config_id": (
+        "str",
+        "hash of the resolved configuration and budget without problem and seed; "
+        "only runs sharing it are summarized together",
+    ),
     "code_version": ("str", "hash of the numerical natgrad_core sources behind the row"),
     "problem": ("str", "problem name"),
     "convex": ("bool", "whether a true optimum was computed (logistic regression)"),
@@ -122,8 +133,32 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def write_if_changed(path: str | os.PathLike, data: bytes) -> bool:
+    """Write ``data`` to ``path`` atomically unless the file already holds exactly it.
+
+    Atomic: a temporary file in the same folder, flushed to disk, then ``os.replace``,
+    so readers see the old or the new file, never a partial one. Returns whether the file
+    was written (its modification time changes only then).
+    """
+    path = Path(path)
+    if path.is_file() and path.read_bytes() == data:
+        return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
 class ResultsStore:
-    """Per-run CSV files under ``<root>/runs``."""
+    """Per-run CSV files and run records under ``<root>/runs``."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -135,21 +170,28 @@ class ResultsStore:
         return {p.stem for p in self.runs_dir.glob("*.csv")}
 
     def write_run(self, key: str, frame: pd.DataFrame) -> Path:
-        """Write one run atomically; returns its path."""
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
-        frame = conform(frame)
-        fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".tmp", dir=self.runs_dir)
-        try:
-            with os.fdopen(fd, "w", newline="") as fh:
-                frame.to_csv(fh, index=False, float_format="%.17g")
-                fh.flush()
-                os.fsync(fh.fileno())
-            final = self.runs_dir / f"{key}.csv"
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        """Write one run atomically; returns the CSV's path.
+
+        The run's record, ``frame.attrs["run_record"]`` when present (the runner sets it),
+        goes to ``<key>.json`` first, then the rows to ``<key>.csv``: a run whose CSV
+        exists is complete.
+        """
+        record = frame.attrs.get("run_record")
+        if record is not None:
+            text = json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"
+            write_if_changed(self.runs_dir / f"{key}.json", text.encode("utf-8"))
+        final = self.runs_dir / f"{key}.csv"
+        write_if_changed(final, conform(frame).to_csv(index=False, float_format="%.17g").encode())
         return final
+
+    def records(self) -> dict[str, dict]:
+        """The record of every stored run that has one, by run key."""
+        records = {}
+        for key in sorted(self.done_keys()):
+            path = self.runs_dir / f"{key}.json"
+            if path.is_file():
+                records[key] = json.loads(path.read_text(encoding="utf-8"))
+        return records
 
     def load(self) -> pd.DataFrame:
         """All stored rows, schema-checked."""

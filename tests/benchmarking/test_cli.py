@@ -192,6 +192,10 @@ def test_run_with_two_jobs_matches_serial(serial, tiny_config, tmp_path):
     assert code == 0, stderr
     assert f"tiny: {N_RUNS} runs, 0 already stored, {N_RUNS} ran, 0 errors" in stdout
     parallel = ResultsStore(parallel_out).load()
+    # each worker's run record comes back with its rows and is stored beside them
+    records = ResultsStore(parallel_out).records()
+    assert set(records) == set(parallel["run_key"])
+    assert all({p["num_threads"] for p in r["blas"]} == {1} for r in records.values())
     assert (parallel["n_concurrent"] == 2).all()
     assert (parallel["blas_threads"] == 1).all()
     pd.testing.assert_frame_equal(deterministic(parallel), deterministic(ResultsStore(out).load()))
@@ -341,13 +345,13 @@ def test_fresh_regenerates_instead_of_resuming(tmp_path, capsys):
     config = tmp_path / "tiny.toml"
     config.write_text(TINY_TOML.replace("seeds = [0, 1]", "seeds = [0]"))
     out = tmp_path / "out"
-    args = ["run", str(config), "--out", str(out), "--no-report", "--quiet"]
-    assert cli.main(args) == 0
+    args = ["run", str(config), "--out", str(out), "--quiet"]
+    assert cli.main([*args, "--no-report"]) == 0
     (out / "runs" / "stale.csv").write_text("not a run\n")
     (out / "index.html").write_text("old report")
     capsys.readouterr()
     assert cli.main([*args, "--fresh"]) == 0
     assert "0 already stored" in capsys.readouterr().out
     assert not (out / "runs" / "stale.csv").exists()
-    assert not (out / "index.html").exists()
+    assert (out / "index.html").read_text(encoding="utf-8") != "old report"
     assert (out / "cache").is_dir()  # references are kept

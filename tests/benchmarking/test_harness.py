@@ -625,7 +625,8 @@ def test_write_run_is_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         results.write_run(key, _small_frame(seed=1).assign(run_key=key))
     assert path.read_bytes() == before
-    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == [path.name]
+    names = sorted(p.name for p in (tmp_path / "runs").iterdir())
+    assert names == [f"{key}.csv", f"{key}.json"]
 
 
 def test_load_of_empty_store_has_schema_columns(tmp_path):
@@ -815,7 +816,10 @@ def test_resume_after_kill(tmp_path):
     results = ResultsStore(out)
     assert results.done_keys() == {p.stem for p in first}
     for extra in set(runs_dir.iterdir()) - set(first):
-        assert re.fullmatch(r"\..+\.tmp", extra.name), f"unexpected file {extra.name}"
+        # temporary files, and run records (written just before their run's CSV)
+        assert re.fullmatch(r"\..+\.tmp|[0-9a-f]{12}\.json", extra.name), (
+            f"unexpected file {extra.name}"
+        )
     assert results.load()["run_key"].nunique() == len(first)
     snapshot = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in first}
 
