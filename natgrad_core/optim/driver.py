@@ -3,7 +3,9 @@
 The loop, in call order (each step says what it sets):
 
 1. ``setup``      validate inputs, build the :class:`Objective`, θ₀ (``model.init_params``
-                  unless given), the optimizer state; record iteration 0.
+                  unless given); limit the BLAS/OpenMP pools to ``blas_threads`` until
+                  the run ends and read the threads in force; the optimizer state;
+                  record iteration 0.
 2. ``batch``      the full data, or the next mini-batch of a seeded per-epoch permutation.
 3. ``step``       ``optimizer.step`` on the batch — the only code inside the clock.
 4. ``evaluate``   full-data loss and gradient at the new θ, *outside* the clock and not
