@@ -20,6 +20,9 @@ suboptimality at budget  max(F − F*, 0) after 25 iterations (or at the end of 
 fidelity gap             1 − cosine between each step and the exact natural-gradient
                          direction at the step's damping, averaged over the run
 cost per step            optimizer time per step / time of one full gradient evaluation
+
+``track_blas_threads`` checks the suite itself: the BLAS/OpenMP threads in force inside a
+benchmark (must be 1).
 """
 
 from __future__ import annotations
@@ -130,6 +133,17 @@ class Convergence:
     )
     track_fidelity_gap = _tracker("track_fidelity_gap", "fidelity_gap", "1 - cosine")
     track_cost_per_step = _tracker("track_cost_per_step", "cost", "gradient evaluations")
+
+
+def track_blas_threads():
+    """The largest thread count of any BLAS or OpenMP pool inside a benchmark: 1 when
+    ``bench.common`` pinned them all; more, and every ``time_`` benchmark measures thread
+    contention instead of the algorithm."""
+    return common.threads_in_force()
+
+
+track_blas_threads.setup = lambda: common.require("threads_in_force")
+track_blas_threads.unit = "threads"
 
 
 def _median(values) -> float:

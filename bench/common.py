@@ -11,14 +11,15 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+import scipy.linalg  # noqa: F401  (loads scipy's own OpenBLAS before the pin below)
+import sklearn  # noqa: F401  (loads scikit-learn's OpenMP runtime before the pin below)
 
-try:  # pin BLAS to one thread, as the benchmark runner does: steadier timings on 2 cores
-    from threadpoolctl import threadpool_limits
+try:
+    from natgrad_core._threads import limit_threads, threads_in_force
+except ImportError:  # commits before natgrad_core._threads: pin with threadpoolctl itself
+    from threadpoolctl import threadpool_limits as limit_threads
 
-    threadpool_limits(limits=1)
-except ImportError:  # pragma: no cover
-    pass
-
+    threads_in_force = None
 try:
     from natgrad_core.models.objective import Objective
 except ImportError:
@@ -44,6 +45,13 @@ try:
     from natgrad_core.benchmarking.runner import RunSpec, execute
 except ImportError:
     RunSpec = execute = None
+
+# Every BLAS and OpenMP pool at one thread, as the benchmark runner does: on a 2-core box a
+# second BLAS thread made one exact step on wine-mlp ~25x slower. threadpoolctl reaches only
+# the libraries already loaded, hence after all the imports above; the limiter stays alive
+# for the life of the process (asv's forkserver children inherit it).
+# asv.conf.json also sets the thread variables, but "-E existing" runs ignore them.
+BLAS_PIN = limit_threads(1)
 
 # Problem sizes for the time_ benchmarks: n_params 15, 275 and 650.
 SIZES = ("iris-logistic", "wine-mlp", "digits-logistic")

@@ -3,7 +3,9 @@
 The loop, in call order (each step says what it sets):
 
 1. ``setup``      validate inputs, build the :class:`Objective`, θ₀ (``model.init_params``
-                  unless given), the optimizer state; record iteration 0.
+                  unless given); limit the BLAS/OpenMP pools to ``blas_threads`` until
+                  the run ends and read the threads in force; the optimizer state;
+                  record iteration 0.
 2. ``batch``      the full data, or the next mini-batch of a seeded per-epoch permutation.
 3. ``step``       ``optimizer.step`` on the batch — the only code inside the clock.
 4. ``evaluate``   full-data loss and gradient at the new θ, *outside* the clock and not
@@ -23,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .._threads import check_threads, limit_threads, threads_in_force
 from .._typing import Array, Seed
 from .._validation import (
     DivergenceWarning,
@@ -55,6 +58,8 @@ class Result:
     counts : final oracle counts (see :class:`~natgrad_core.models.OracleCounts`)
     history : one row per iteration (0 = start): iteration, time, loss, grad_norm,
               step_size, damping, status, the oracle counts so far, and callback columns
+    blas_threads : the largest thread count of any BLAS or OpenMP pool, read inside the
+                   run (after ``minimize``'s ``blas_threads`` limit took effect)
     """
 
     theta: Array
@@ -66,6 +71,7 @@ class Result:
     time: float
     counts: dict
     history: pd.DataFrame = field(repr=False)
+    blas_threads: int
 
     @property
     def success(self) -> bool:
@@ -179,6 +185,7 @@ def minimize(
     time_limit: float | None = None,
     callback=None,
     divergence_factor: float = 1e6,
+    blas_threads: int | None = None,
 ) -> Result:
     """Minimize ``mean nll + alpha ‖W‖² / (2 N)`` of ``model`` on ``(X, y)``.
 
@@ -200,6 +207,10 @@ def minimize(
         Called after every iteration with the parameters and the history row; a returned
         dict adds columns to that row; raising ``StopIteration`` ends the run ("stopped").
     divergence_factor : float — loss blow-up threshold (see module doc).
+    blas_threads : int, optional — limit every BLAS and OpenMP thread pool to this many
+        threads for the duration of the run (None: leave them as they are). One thread is
+        usually fastest for these problem sizes on a busy machine; ``Result.blas_threads``
+        records what was in force.
     """
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a natgrad Optimizer, got {type(optimizer).__name__}.")
@@ -209,6 +220,7 @@ def minimize(
     divergence_factor = check_positive(divergence_factor, "divergence_factor")
     if time_limit is not None:
         time_limit = check_positive(time_limit, "time_limit")
+    blas_threads = check_threads(blas_threads)
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
         if batch_size > objective.n_samples:
@@ -225,11 +237,13 @@ def minimize(
         model.unpack(theta)
 
     run = _Run(objective, max_iter, tol, time_limit, callback, divergence_factor)
-    if not run.record(theta, 0, None):
-        if hasattr(optimizer, "run"):
-            theta = _run_scipy(run, optimizer, objective, theta)
-        else:
-            theta = _run_steps(run, optimizer, objective, theta, batch_size, rng)
+    with limit_threads(blas_threads):
+        threads = threads_in_force()
+        if not run.record(theta, 0, None):
+            if hasattr(optimizer, "run"):
+                theta = _run_scipy(run, optimizer, objective, theta)
+            else:
+                theta = _run_steps(run, optimizer, objective, theta, batch_size, rng)
     if run.status == "diverged":
         warnings.warn(f"The run diverged: {run.message}", DivergenceWarning, stacklevel=2)
     last = run.rows[-1]
@@ -243,6 +257,7 @@ def minimize(
         time=run.clock.total,
         counts=objective.counts.as_dict(),
         history=pd.DataFrame(run.rows),
+        blas_threads=threads,
     )
 
 
