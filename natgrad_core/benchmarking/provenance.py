@@ -238,6 +238,7 @@ def blas_in_force() -> list[dict]:
     return sorted(pools, key=lambda p: json.dumps(p, sort_keys=True, default=str))
 
 
+@lru_cache(maxsize=1)
 def machine_id() -> str:
     """First 12 hex digits of a SHA-256 over :func:`machine`, the host name and the BLAS
     kernels loaded (the same "AMD EPYC" runs OpenBLAS's Haswell or SkylakeX kernels, which

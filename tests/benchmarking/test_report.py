@@ -489,7 +489,7 @@ def test_compare_judges_deterministic_measures_not_time_across_machines():
     assert (s2["iterations_a"], s2["iterations_b"], s2["worse"]) == (
         5,
         6,
-        "iterations, oracle_calls",
+        "iterations, work",
     )
     assert row(out, solver="s4")["worse"] == "failed_runs"
     s1 = row(out, solver="s1")
