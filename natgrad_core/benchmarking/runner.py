@@ -141,12 +141,13 @@ class RunSpec:
         }
 
     def resolved_config(self) -> dict:
-        """The configuration a run records and is pooled by: :meth:`config`.
-
-        The one place where a fuller resolution of the solver (every hyperparameter,
-        defaults included) enters the run record and :meth:`config_id`.
-        """
-        return self.config()
+        """:meth:`config` with the solver's hyperparameters fully resolved: every
+        constructor parameter, defaults included (:meth:`SolverConfig.resolved`; a
+        ``random_state`` of None means "follows the run seed"). Runs are keyed, recorded
+        and pooled by it, so two spellings of one configuration are one configuration."""
+        config = self.config()
+        config["solver"] = {**config["solver"], "params": self.solver.resolved()}
+        return config
 
     def config_id(self) -> str:
         """Hash of :meth:`resolved_config` without problem and seed: runs that differ only
@@ -156,7 +157,7 @@ class RunSpec:
 
     def key(self) -> str:
         """Hash of the configuration and the code version; independent of grid order."""
-        return config_hash({"config": self.config(), "code": code_version()})
+        return config_hash({"config": self.resolved_config(), "code": code_version()})
 
     def record(self) -> dict:
         """The run's record: key, configuration id and configuration, and the

@@ -192,7 +192,21 @@ def test_run_record_is_stored_beside_the_run_with_threads_in_force(tmp_path):
         "target_suboptimality": 1e-10,
     }
     assert config["seed"] == 0 and config["batch_size"] is None
-    assert config["solver"] == {"label": "gd", "solver": "gd", "params": {"step": "armijo"}}
+    # every hyperparameter in force, the defaults of GradientDescent and Armijo included
+    assert config["solver"] == {
+        "label": "gd",
+        "solver": "gd",
+        "params": {
+            "learning_rate": 1.0,
+            "step": {
+                "name": "armijo",
+                "initial": 1.0,
+                "c": 1e-4,
+                "shrink": 0.5,
+                "max_backtracks": 30,
+            },
+        },
+    }
     assert config["problem"]["name"] == "iris-logistic"
     assert record["machine"]["logical_cores"] == os.cpu_count()
     assert record["machine"]["cpu"] and record["machine"]["platform"]
@@ -373,3 +387,15 @@ def test_figures_have_no_date(tmp_path):
     second = {p.name: p.read_bytes() for p in report.make_figures(frame, tmp_path / "b", (1e-2,))}
     assert first == second
     assert all(b"CreationDate" not in data for data in first.values())
+
+
+def test_two_spellings_of_one_configuration_are_one_run():
+    # the recommended exact configuration, once implied and once written out in full
+    implied = SolverConfig.make("exact", "exact")
+    spelled = SolverConfig.make("exact", "exact", damping=1e-4, step="lm")
+    other = SolverConfig.make("exact", "exact", damping=1e-3, step="lm")
+    problem = get_problem("iris-logistic")
+    keys = [RunSpec(problem, s, 0).key() for s in (implied, spelled, other)]
+    ids = [RunSpec(problem, s, 0).config_id() for s in (implied, spelled, other)]
+    assert keys[0] == keys[1] != keys[2]
+    assert ids[0] == ids[1] != ids[2]
