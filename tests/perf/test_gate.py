@@ -80,3 +80,53 @@ def test_committed_baseline_matches_the_benchmark_list():
     names = set(baseline["benchmarks"])
     assert "test_gradient[small]" in names and "test_gradient[large]" in names
     assert all(b["control"] in names for b in baseline["benchmarks"].values())
+    # exact metrics are stored per numerics fingerprint, for every benchmark
+    assert baseline["numerics"]
+    for entry in baseline["numerics"].values():
+        assert set(entry["metrics"]) == names and entry["blas"]
+
+
+# one CG run measured on OpenBLAS's SkylakeX and Haswell kernels of one CPU model
+SKYLAKE = {"n_cg_iter": 1801, "final_loss": 0.0019067231279188968, "status": "max_iter"}
+HASWELL = {"n_cg_iter": 1893, "final_loss": 0.0019088439829321418, "status": "max_iter"}
+
+
+@pytest.mark.parametrize(
+    ("new", "exact_fails", "cross_fails"),
+    [
+        (HASWELL, 2, 0),  # rounding drift: exact on known numerics, tolerated across
+        ({**HASWELL, "n_cg_iter": 2500}, 2, 1),  # 39 % more CG iterations: a real change
+        ({**HASWELL, "status": "diverged"}, 3, 1),  # strings stay exact across numerics
+    ],
+)
+def test_metrics_are_exact_on_known_numerics_and_tolerant_across(new, exact_fails, cross_fails):
+    base = copy.deepcopy(BASE)
+    base["test_one_step[small-kfac]"]["metrics"] = SKYLAKE
+    cur = copy.deepcopy(base)
+    cur["test_one_step[small-kfac]"]["metrics"] = new
+    assert len(perf_gate.compare(base, cur)) == exact_fails
+    rtol = perf_gate.CROSS_NUMERICS_RTOL
+    assert len(perf_gate.compare(base, cur, metrics_rtol=rtol)) == cross_fails
+
+
+def test_split_and_join_metrics_round_trip():
+    timings, metrics = perf_gate.split_metrics(copy.deepcopy(BASE))
+    assert all("metrics" not in b for b in timings.values())
+    assert perf_gate.with_metrics(timings, metrics) == BASE
+
+
+def test_numerics_fingerprint_names_the_kernel_not_the_host():
+    from natgrad_core.benchmarking.provenance import environment, numerics_fingerprint
+
+    record = environment()
+    assert numerics_fingerprint(record) == numerics_fingerprint()
+    other = copy.deepcopy(record)
+    for pool in other["blas"]:
+        pool["architecture"] = "SkylakeX" if pool.get("architecture") != "SkylakeX" else "Haswell"
+    if any(p.get("user_api") == "blas" for p in record["blas"]):
+        assert numerics_fingerprint(other) != numerics_fingerprint(record)
+    other["dependencies"] = {**record["dependencies"], "numpy": "0.0"}
+    assert numerics_fingerprint(other) != numerics_fingerprint(record)
+    moved = copy.deepcopy(record)
+    moved["machine"] = {"cpu": "elsewhere", "logical_cores": 64, "platform": "other"}
+    assert numerics_fingerprint(moved) == numerics_fingerprint(record)
