@@ -166,14 +166,17 @@ def add_best_known(frame: pd.DataFrame) -> pd.DataFrame:
 
     For rows with ``convex == False``::
 
-        F*_best(problem)   = min over all rows of that problem with a finite loss
+        F*_best(problem, seed) = min over all rows of that problem and seed with a finite loss
         suboptimality      = loss - F*_best
         rel_suboptimality  = (loss - F*_best) / |F*_best|   (NaN if F*_best == 0)
 
-    Convex rows keep the exact values written by the runner. A column ``reference`` is
-    added (or replaced): ``"exact"`` for convex problems, ``"best known"`` otherwise.
-    The best-known reference depends on the runs in ``frame``: adding a better run
-    changes the suboptimality of every other run of that problem.
+    The reference is per seed because the run seed draws the train/test split: runs of
+    two seeds minimize two different training objectives, and one seed's best loss says
+    nothing about the other's. Convex rows keep the exact values written by the runner
+    (also per seed). A column ``reference`` is added (or replaced): ``"exact"`` for convex
+    problems, ``"best known"`` otherwise. The best-known reference depends on the runs in
+    ``frame``: adding a better run changes the suboptimality of every other run of that
+    problem and seed.
 
     Parameters
     ----------
@@ -188,7 +191,7 @@ def add_best_known(frame: pd.DataFrame) -> pd.DataFrame:
     out = frame.copy()
     convex = out["convex"].astype(bool)
     loss = out["loss"].astype(np.float64)
-    best = loss.where(np.isfinite(loss)).groupby(out["problem"]).transform("min")
+    best = loss.where(np.isfinite(loss)).groupby([out["problem"], out["seed"]]).transform("min")
     sub = loss - best
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = sub / best.abs().where(best != 0)

@@ -268,6 +268,16 @@ def test_add_best_known_fills_non_convex_only():
     assert "reference" not in frame_of(a, b, c).columns  # input untouched
 
 
+def test_best_known_is_per_seed_since_the_seed_draws_the_data():
+    # seed 1 trains on another split: its losses are lower, but not better optimized
+    a0 = make_run("mlp", "s", 0, [np.nan] * 2, convex=False, loss=[1.0, 0.5])
+    b0 = make_run("mlp", "t", 0, [np.nan] * 2, convex=False, loss=[1.0, 0.7])
+    a1 = make_run("mlp", "s", 1, [np.nan] * 2, convex=False, loss=[0.4, 0.3])
+    out = report.add_best_known(frame_of(a0, b0, a1))
+    final = out.groupby(["solver", "seed"])["suboptimality"].last()
+    assert final.to_dict() == {("s", 0): 0.0, ("s", 1): 0.0, ("t", 0): pytest.approx(0.2)}
+
+
 def test_summary_tables_apply_best_known():
     a = make_run("mlp", "s", 0, [np.nan] * 3, convex=False, loss=[1.0, 0.5, 0.2])
     b = make_run("mlp", "t", 0, [np.nan] * 3, convex=False, loss=[1.0, 0.6, 0.2 + 1e-3])
