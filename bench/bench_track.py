@@ -2,8 +2,8 @@
 
 Training runs once per environment and commit, in ``setup_cache``: the benchmark
 runner's ``execute`` for every DEFAULT_SOLVERS configuration on iris-logistic (convex:
-exact optimum) and wine-mlp (non-convex: the best loss any of these runs reached on the same seed,
-as in the report's "best known" reference), seeds 0, 1, 2, at most 100 iterations and
+exact optimum) and wine-mlp (non-convex: F* is the best loss any of these runs reached on
+the same seed, the report's "best known" reference), seeds 0, 1, 2, at most 100 iterations and
 10 s each. Each metric is the median over the seeds, a seed that never reaches ε
 counting as +∞; a median of +∞ is reported as NaN, which asv shows as n/a (the solver
 does not reach ε within the budget).
