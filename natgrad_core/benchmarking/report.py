@@ -1196,9 +1196,14 @@ def compare(
         )
     pairs = [set(zip(f["problem"], f["solver"])) for f in (frame_a, frame_b)]
     if not pairs[0] & pairs[1]:
+
+        def some(pairs):
+            names = [f"{p}/{s}" for p, s in sorted(pairs)]
+            return f"{len(names)} ({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
+
         raise ValueError(
             "the two result sets have no (problem, solver) in common: "
-            f"A has {sorted(pairs[0])}, B has {sorted(pairs[1])}."
+            f"A has {some(pairs[0])}, B has {some(pairs[1])}."
         )
     both = pd.concat(
         [frame_a.assign(_side="a"), frame_b.assign(_side="b")], ignore_index=True

@@ -355,3 +355,21 @@ def test_fresh_regenerates_instead_of_resuming(tmp_path, capsys):
     assert not (out / "runs" / "stale.csv").exists()
     assert (out / "index.html").read_text(encoding="utf-8") != "old report"
     assert (out / "cache").is_dir()  # references are kept
+
+
+def test_a_reader_that_goes_away_gets_no_traceback():
+    # `natgrad run --dry-run | head -1`: the pipe closes while natgrad still prints
+    import subprocess
+    import sys
+
+    code = "import sys; from natgrad_core.benchmarking.cli import main; sys.exit(main())"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, "run", "quick", "--dry-run", "--out", "no-such-dir"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.readline()
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141
+    assert "Traceback" not in stderr
