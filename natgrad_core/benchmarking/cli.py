@@ -116,7 +116,8 @@ def _cmd_run(args) -> int:
         more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
         print(
             f"natgrad run: {out} holds files natgrad did not write: {shown}{more}; choose "
-            "another --out, or pass --force to use it anyway (natgrad never deletes them)",
+            "another --out, or pass --force to use it anyway (natgrad deletes none of them, "
+            "but overwrites one named like a report file, e.g. index.html)",
             file=sys.stderr,
         )
         return 2
@@ -176,7 +177,7 @@ def _dry_run(config, store: ResultsStore) -> int:
     """Print the expanded grid, one block per run, with every resolved hyperparameter
     (JSON) and the budget; mark runs already stored under ``--out`` (a run would skip them)."""
     specs = config.specs()
-    done = store.done_keys()
+    done = store.done_keys(quarantine=False)
     n_stored = sum(spec.key() in done for spec in specs)
     print(f"{config.name}: {len(specs)} runs, {n_stored} already stored (dry run: nothing was run)")
     for spec in specs:

@@ -25,8 +25,8 @@ Nothing is trusted unread: a run file counts as stored only when it parses, has 
 column of :data:`SCHEMA`, at least one row, one run key (its file name) and one terminal
 status, and matches the checksum and row count of its record. :meth:`ResultsStore.done_keys`
 moves a damaged run to ``runs/quarantine/`` with a :class:`DamagedRunWarning` naming it
-(the grid then runs it again); :meth:`ResultsStore.load` skips it with the same warning
-and moves nothing.
+(the grid then runs it again); :meth:`ResultsStore.load` (and a dry run) skips it with the
+same warning and moves nothing.
 
 natgrad deletes only files it recognizes as its own (:meth:`ResultsStore.foreign_files`
 lists the others): run files by name (``runs/<12 hex digits>.csv|json``), reference-cache
@@ -174,7 +174,8 @@ MANIFEST = "natgrad-manifest.json"
 _RUN_FILE = re.compile(r"[0-9a-f]{12}\.(csv|json)")
 _CACHE_FILE = re.compile(r"[0-9a-f]{64}\.npz")
 _TEMP_FILE = re.compile(r"\..+\.(\d+)\.[^.]+\.tmp")
-_OTHER_TOOLS = ("asv",)  # folders other tools keep under the results folder
+_FOLDERS = ("runs", "cache", "tables", "figures")  # natgrad's folders under the results folder
+_OTHER_TOOLS = ("asv",)  # folders other tools keep there
 
 
 class DamagedRunWarning(UserWarning):
@@ -239,9 +240,8 @@ def remove_stale_temp_files(root: str | os.PathLike) -> list[Path]:
     a live process — another natgrad writing to the same folder — is left alone."""
     root = Path(root)
     removed = []
-    if not root.is_dir():
-        return removed
-    for path in root.rglob(".*.tmp"):
+    folders = [root, *(root / name for name in _FOLDERS)]
+    for path in (p for folder in folders if folder.is_dir() for p in folder.glob(".*.tmp")):
         match = _TEMP_FILE.fullmatch(path.name)
         if match and path.is_file() and not _running(int(match.group(1))):
             path.unlink(missing_ok=True)
@@ -319,8 +319,6 @@ class ResultsStore:
             if not isinstance(record, dict):
                 return None, f"its record {sidecar.name} is not a JSON object"
             expected = record.get("csv")
-        if expected is not None and expected.get("sha256") != _sha256(data):
-            return None, f"its bytes do not match the checksum in {sidecar.name} (truncated?)"
         try:
             frame = _read_rows(data)
         except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors included
@@ -329,6 +327,8 @@ class ResultsStore:
         if version is not None and pd.api.types.is_integer_dtype(version):
             if set(version) != {SCHEMA_VERSION}:  # another layout, not damage: see load()
                 return frame, ""
+        if expected is not None and expected.get("sha256") != _sha256(data):
+            return None, f"its bytes do not match the checksum in {sidecar.name} (truncated?)"
         missing = [c for c in SCHEMA if c not in frame.columns]
         if missing:
             return None, f"columns {missing[:5]} missing"
@@ -356,7 +356,7 @@ class ResultsStore:
                 continue
             if not reason:
                 continue
-            action = "skipped"
+            action = "not counted as stored"
             if quarantine:
                 action = f"moved to {self.quarantine_dir} and run again"
                 self.quarantine_dir.mkdir(parents=True, exist_ok=True)
@@ -370,14 +370,15 @@ class ResultsStore:
             )
         return runs
 
-    def statuses(self) -> dict[str, str]:
+    def statuses(self, quarantine: bool = True) -> dict[str, str]:
         """The final status of every trusted stored run, by run key; damaged run files
-        are quarantined (see module doc)."""
-        return {key: str(frame.get("status", [""])[0]) for key, frame in self._scan(True).items()}
+        are quarantined unless ``quarantine`` is false (see module doc)."""
+        runs = self._scan(quarantine)
+        return {key: str(frame.get("status", [""])[0]) for key, frame in runs.items()}
 
-    def done_keys(self) -> set[str]:
-        """The keys of every trusted stored run; damaged run files are quarantined."""
-        return set(self.statuses())
+    def done_keys(self, quarantine: bool = True) -> set[str]:
+        """The keys of every trusted stored run (see :meth:`statuses`)."""
+        return set(self.statuses(quarantine))
 
     def records(self) -> dict[str, dict]:
         """The record of every stored run that has one, by run key (without the CSV's
@@ -403,16 +404,18 @@ class ResultsStore:
         runs = self._scan(False)
         if not runs:
             return conform(pd.DataFrame({c: [] for c in SCHEMA}))
-        stale = sorted(
-            f"{key}.csv (version {frame['schema_version'].iloc[0]})"
+        stale = {
+            f"{key}.csv": sorted(set(frame["schema_version"]))
             for key, frame in runs.items()
             if set(frame["schema_version"]) != {SCHEMA_VERSION}
-        )
+        }
         if stale:
+            versions = sorted({int(v) for found in stale.values() for v in found})
+            names = sorted(stale)
             raise ValueError(
-                f"run files in {self.runs_dir} have another schema version: "
-                f"{', '.join(stale[:3])}{' ...' if len(stale) > 3 else ''}; this natgrad "
-                f"reads version {SCHEMA_VERSION} (re-run them, e.g. with --fresh)."
+                f"run files in {self.runs_dir} have schema versions {versions} "
+                f"({', '.join(names[:3])}{' ...' if len(names) > 3 else ''}); this natgrad "
+                f"reads version {SCHEMA_VERSION} (run them again, e.g. with --fresh)."
             )
         return conform(pd.concat(list(runs.values()), ignore_index=True))
 
@@ -447,19 +450,20 @@ class ResultsStore:
             return []
         report = self.report_files() | {MANIFEST}
         foreign = []
-        for path in sorted(self.root.rglob("*")):
-            if path.is_dir():
+        for child in sorted(self.root.iterdir()):
+            if child.name in _OTHER_TOOLS and child.is_dir():
                 continue
-            parts = path.relative_to(self.root).parts
-            name = "/".join(parts)
-            if (
-                parts[0] in _OTHER_TOOLS
-                or name in report
-                or _TEMP_FILE.fullmatch(path.name)
-                or (len(parts) == 2 and parts[0] == "runs" and _RUN_FILE.fullmatch(parts[1]))
-                or (len(parts) == 3 and parts[:2] == ("runs", "quarantine"))
-                or (len(parts) == 2 and parts[0] == "cache" and _CACHE_FILE.fullmatch(parts[1]))
-            ):
-                continue
-            foreign.append(path)
+            for path in [child] if child.is_file() else sorted(child.rglob("*")):
+                if path.is_file() and not self._owned(path, report):
+                    foreign.append(path)
         return foreign
+
+    def _owned(self, path: Path, report: set[str]) -> bool:
+        parts = path.relative_to(self.root).parts
+        return bool(
+            "/".join(parts) in report
+            or _TEMP_FILE.fullmatch(path.name)
+            or (len(parts) == 2 and parts[0] == "runs" and _RUN_FILE.fullmatch(parts[1]))
+            or (len(parts) == 3 and parts[:2] == ("runs", "quarantine"))
+            or (len(parts) == 2 and parts[0] == "cache" and _CACHE_FILE.fullmatch(parts[1]))
+        )
