@@ -124,17 +124,16 @@ def _cmd_run(args) -> int:
     remove_stale_temp_files(out)
     if args.fresh:
         store.remove_runs(spec.key() for spec in config.specs())
-    with _sigterm_as_interrupt():
-        summary = run_grid(
-            config,
-            store,
-            n_jobs=args.n_jobs,
-            dask_address=args.dask,
-            cache_dir=out / "cache",
-            progress=not args.quiet,
-            blas_threads=args.blas_threads,
-            retry_errors=args.retry_errors,
-        )
+    summary = run_grid(
+        config,
+        store,
+        n_jobs=args.n_jobs,
+        dask_address=args.dask,
+        cache_dir=out / "cache",
+        progress=not args.quiet,
+        blas_threads=args.blas_threads,
+        retry_errors=args.retry_errors,
+    )
     stored_errors = ""
     if summary.n_stored_errors:
         stored_errors = (
@@ -157,8 +156,8 @@ def _cmd_run(args) -> int:
 
 @contextlib.contextmanager
 def _sigterm_as_interrupt():
-    """SIGTERM (``kill``, a batch scheduler's time limit) ends the grid like Ctrl-C: the
-    finished runs are stored, temporary files removed, and natgrad exits 130."""
+    """SIGTERM (``kill``, a batch scheduler's time limit) acts like Ctrl-C: a grid stores
+    its finished runs, temporary files are removed, and natgrad exits 130."""
 
     def interrupt(signum, frame):
         raise KeyboardInterrupt
@@ -271,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--force",
         action="store_true",
-        help="use an --out that holds files natgrad did not write (they are left alone)",
+        help="use an --out that holds files natgrad did not write (none is deleted)",
     )
     p.add_argument(
         "--retry-errors",
@@ -329,10 +328,10 @@ def main(argv=None) -> int:
         print("natgrad run: use either --n-jobs or --dask, not both", file=sys.stderr)
         return 2
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _sigterm_as_interrupt():
             warnings.showwarning = _show_warning
             return args.func(args)
-    except KeyboardInterrupt:  # Ctrl-C outside the grid (which stores what finished)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM outside the grid (which handles its own)
         print(f"natgrad {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (e.g. `natgrad run --dry-run | head`)
