@@ -19,15 +19,19 @@ resolved hyperparameter and the budget — and runs nothing.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
+import threading
+import warnings
 from pathlib import Path
 
 from .grid import DEFAULT_SOLVERS, SUITE_BUDGETS, load_config, run_grid, with_seeds
 from .problems import PROBLEMS, SUITES
 from .report import SAME_TOLERANCE, TIME_THRESHOLD, compare
-from .store import ResultsStore
+from .store import ResultsStore, remove_stale_temp_files
 
 __all__ = ["main"]
 
@@ -105,22 +109,39 @@ def _cmd_run(args) -> int:
     out = Path(args.out)
     if args.dry_run:
         return _dry_run(config, ResultsStore(out))
-    if args.fresh:
-        _clear_results(out)
     store = ResultsStore(out)
-    cache = out / "cache"
+    foreign = [] if args.force else store.foreign_files()
+    if foreign:
+        shown = ", ".join(str(p.relative_to(out)) for p in foreign[:5])
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        print(
+            f"natgrad run: {out} holds files natgrad did not write: {shown}{more}; choose "
+            "another --out, or pass --force to use it anyway (natgrad deletes none of them, "
+            "but overwrites one named like a report file, e.g. index.html)",
+            file=sys.stderr,
+        )
+        return 2
+    remove_stale_temp_files(out)
+    if args.fresh:
+        store.remove_runs(spec.key() for spec in config.specs())
     summary = run_grid(
         config,
         store,
         n_jobs=args.n_jobs,
         dask_address=args.dask,
-        cache_dir=cache,
+        cache_dir=out / "cache",
         progress=not args.quiet,
         blas_threads=args.blas_threads,
+        retry_errors=args.retry_errors,
     )
+    stored_errors = ""
+    if summary.n_stored_errors:
+        stored_errors = (
+            f", {summary.n_stored_errors} stored errors (--retry-errors runs them again)"
+        )
     print(
         f"{config.name}: {summary.n_total} runs, {summary.n_resumed} already stored, "
-        f"{summary.n_ran} ran, {summary.n_errors} errors"
+        f"{summary.n_ran} ran, {summary.n_errors} errors{stored_errors}"
     )
     if summary.interrupted:
         print(
@@ -130,14 +151,32 @@ def _cmd_run(args) -> int:
         return 130
     if not args.no_report:
         _report(out, config, refresh=summary.n_ran > 0)
-    return 1 if summary.n_errors else 0
+    return 1 if summary.n_errors or summary.n_stored_errors else 0
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (``kill``, a batch scheduler's time limit) acts like Ctrl-C: a grid stores
+    its finished runs, temporary files are removed, and natgrad exits 130."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():  # signals need it
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _dry_run(config, store: ResultsStore) -> int:
     """Print the expanded grid, one block per run, with every resolved hyperparameter
     (JSON) and the budget; mark runs already stored under ``--out`` (a run would skip them)."""
     specs = config.specs()
-    done = store.done_keys()
+    done = store.done_keys(quarantine=False)
     n_stored = sum(spec.key() in done for spec in specs)
     print(f"{config.name}: {len(specs)} runs, {n_stored} already stored (dry run: nothing was run)")
     for spec in specs:
@@ -153,31 +192,24 @@ def _dry_run(config, store: ResultsStore) -> int:
     return 0
 
 
-def _clear_results(out: Path) -> None:
-    """Remove stored runs (not the report, which is rewritten only where it changes, nor
-    the reference cache or asv's results)."""
-    import shutil
-
-    shutil.rmtree(out / "runs", ignore_errors=True)
-
-
 def _cmd_report(args) -> int:
-    return 0 if _report(Path(args.out)) is not None else 1
+    try:
+        index = _report(Path(args.out))
+    except ValueError as exc:  # run files of another schema version
+        print(f"natgrad report: {exc}", file=sys.stderr)
+        return 2
+    return 0 if index is not None else 1
 
 
 def _cmd_compare(args) -> int:
-    import warnings
-
     import pandas as pd
 
-    frames = []
     for path in (args.a, args.b):
-        store = ResultsStore(path)
-        if not store.runs_dir.is_dir():
+        if not ResultsStore(path).runs_dir.is_dir():
             print(f"natgrad compare: no results under {path!r}", file=sys.stderr)
             return 2
-        frames.append(store.load())
     try:
+        frames = [ResultsStore(path).load() for path in (args.a, args.b)]
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
             table = compare(
@@ -233,7 +265,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--fresh",
         action="store_true",
-        help="delete stored runs first (regenerate, not resume)",
+        help="delete the stored runs of this configuration first (regenerate, not resume)",
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="use an --out that holds files natgrad did not write (none is deleted)",
+    )
+    p.add_argument(
+        "--retry-errors",
+        action="store_true",
+        help="run again the runs stored with status error",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument(
@@ -275,13 +317,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings (a damaged run file, a recomputed cache entry) as one line on stderr."""
+    print(f"natgrad: warning: {message}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "dask", None) and args.n_jobs != 1:
         print("natgrad run: use either --n-jobs or --dask, not both", file=sys.stderr)
         return 2
     try:
-        return args.func(args)
+        with warnings.catch_warnings(), _sigterm_as_interrupt():
+            warnings.showwarning = _show_warning
+            return args.func(args)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM outside the grid (which handles its own)
+        print(f"natgrad {args.command}: interrupted", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the reader went away (e.g. `natgrad run --dry-run | head`)
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141

@@ -310,11 +310,16 @@ def load_config(source: str) -> GridConfig:
 
 @dataclass
 class GridSummary:
+    """What :func:`run_grid` did. ``n_stored_errors``: runs skipped because they are
+    stored with status "error" (``retry_errors=False``); ``n_errors``: runs that ended in
+    "error" now. Either makes the grid a failure."""
+
     n_total: int
     n_resumed: int
     n_ran: int
     n_errors: int
     interrupted: bool = False
+    n_stored_errors: int = 0
 
 
 def _prepare_references(specs: Iterable[RunSpec], cache_dir):
@@ -359,36 +364,44 @@ def run_grid(
     cache_dir=None,
     progress: bool = True,
     blas_threads: int = 1,
+    retry_errors: bool = False,
 ) -> GridSummary:
-    """Run every pending (not yet stored) run of ``config`` and store each as it finishes.
+    """Run every pending run of ``config`` and store each as it finishes.
 
+    Pending: not stored, stored in a damaged file (quarantined by
+    :meth:`ResultsStore.statuses`), or stored with status "error" when ``retry_errors``.
     Every run is pinned to ``blas_threads`` BLAS threads (default 1: the problems are small,
     timings stay comparable across ``n_jobs``, and parallel workers do not oversubscribe
-    the cores). Dask workers use the same pinning.
+    the cores). Dask workers use the same pinning. Ctrl-C (KeyboardInterrupt) at any point,
+    the references included, ends the grid with ``interrupted`` set; every run finished
+    so far is stored.
     """
     specs = config.specs()
-    done = store.done_keys()
+    stored = store.statuses()
+    errors = {key for key, status in stored.items() if status == "error"}
+    done = set(stored) - errors if retry_errors else set(stored)
     pending = [s for s in specs if s.key() not in done]
     summary = GridSummary(len(specs), len(specs) - len(pending), 0, 0)
+    summary.n_stored_errors = sum(s.key() in errors for s in specs if s.key() in done)
     if not pending:
         return summary
-    _prepare_references(pending, cache_dir)
-    if dask_address is not None:
-        results = _dask_results(pending, dask_address, cache_dir, blas_threads)
-    elif n_jobs > 1:
-        from joblib import Parallel, delayed
-
-        results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-            delayed(execute)(s, cache_dir, n_jobs, blas_threads) for s in pending
-        )
-    else:
-        results = (execute(s, cache_dir, 1, blas_threads) for s in pending)
     bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=len(pending), unit="run", desc=config.name)
     try:
+        _prepare_references(pending, cache_dir)
+        if dask_address is not None:
+            results = _dask_results(pending, dask_address, cache_dir, blas_threads)
+        elif n_jobs > 1:
+            from joblib import Parallel, delayed
+
+            results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
+                delayed(execute)(s, cache_dir, n_jobs, blas_threads) for s in pending
+            )
+        else:
+            results = (execute(s, cache_dir, 1, blas_threads) for s in pending)
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(pending), unit="run", desc=config.name)
         for frame in results:
             store.write_run(frame["run_key"].iloc[0], frame)
             summary.n_ran += 1

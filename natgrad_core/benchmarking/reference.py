@@ -3,14 +3,20 @@
 For logistic regression (convex), w* and F* = L(w*) come from exact Newton — natural
 gradient with the exact Fisher, which *is* the Hessian for the canonical link — with an
 Armijo line search, run to ‖∇L‖_∞ ≤ 1e-12. The result is cached under
-``<cache_dir>/<sha256 of data + model + L2>.npz`` so that every later run reuses it. For
+``<cache_dir>/<sha256 of data + model + L2>.npz`` so that every later run reuses it. The
+cache is written atomically with a temporary file unique to its writer
+(:func:`store.atomic_write`), so concurrent processes never collide; an entry that cannot
+be read or does not fit the problem (a truncated or foreign file, a wrong shape, a
+non-finite loss) is recomputed and replaced, with a :class:`CacheWarning` naming it. For
 non-convex problems there is no computable optimum: the report uses the best loss seen in
 any run and labels it "best known".
 """
 
 from __future__ import annotations
 
+import io
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +25,9 @@ import numpy as np
 from .._validation import SingularCurvatureWarning
 from ..optim import NaturalGradient, minimize
 from .problems import ProblemData
+from .store import atomic_write
 
-__all__ = ["REFERENCE_TOL", "Reference", "reference_solution"]
+__all__ = ["REFERENCE_TOL", "CacheWarning", "Reference", "reference_solution"]
 
 REFERENCE_TOL = 1e-12
 DENSE_NEWTON_MAX_PARAMS = 3000
@@ -73,7 +80,31 @@ def _newton(data: ProblemData) -> Reference:
     return Reference("exact", res.loss, res.theta, res.grad_norm)
 
 
+class CacheWarning(UserWarning):
+    """A reference-cache entry could not be used and is recomputed."""
+
+
 _SOLVED: dict[str, Reference] = {}
+
+
+def _load(path: Path, n_params: int) -> Reference | None:
+    """The cached reference at ``path``; None if there is none or it is damaged (warned)."""
+    try:
+        with np.load(path) as f:
+            ref = Reference("exact", float(f["loss"]), f["theta"], float(f["grad_norm"]))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    else:
+        if ref.theta.shape == (n_params,) and np.all(np.isfinite(ref.theta)):
+            if np.isfinite(ref.loss) and np.isfinite(ref.grad_norm):
+                return ref
+        reason = f"theta of shape {ref.theta.shape} (expected ({n_params},)) or non-finite values"
+    warnings.warn(
+        f"damaged reference cache {path} ({reason}); recomputing it", CacheWarning, stacklevel=3
+    )
+    return None
 
 
 def reference_solution(data: ProblemData, cache_dir: str | Path | None = None) -> Reference:
@@ -83,16 +114,15 @@ def reference_solution(data: ProblemData, cache_dir: str | Path | None = None) -
     path = None
     if cache_dir is not None:
         path = Path(cache_dir) / f"{data.content_hash()}.npz"
-        if path.is_file():
-            with np.load(path) as f:
-                return Reference("exact", float(f["loss"]), f["theta"], float(f["grad_norm"]))
+        cached = _load(path, data.model.n_params)
+        if cached is not None:
+            return cached
     key = data.content_hash()
     if key not in _SOLVED:  # once per process, also without a cache folder
         _SOLVED[key] = _newton(data)
     ref = _SOLVED[key]
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
-        np.savez(tmp, loss=ref.loss, theta=ref.theta, grad_norm=ref.grad_norm)
-        tmp.replace(path)
+        buffer = io.BytesIO()
+        np.savez(buffer, loss=ref.loss, theta=ref.theta, grad_norm=ref.grad_norm)
+        atomic_write(path, buffer.getvalue())
     return ref

@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 
 from .provenance import UNKNOWN, provenance
-from .store import write_if_changed
+from .store import ResultsStore, write_if_changed
 
 __all__ = [
     "DEFAULT_EPS",
@@ -600,8 +600,8 @@ def write_tables(
     ``% key: value`` lines in the LaTeX. Nested values are written as compact JSON.
     Markdown shows +inf as ``∞`` and NaN as ``–``; LaTeX as ``$\\infty$`` and ``--``; the
     CSV keeps full precision (``inf``, empty for NaN). Files are UTF-8. A file whose bytes
-    would not change is left alone, and older ``.csv``/``.md``/``.tex`` files in
-    ``out_dir`` that this call does not write (tables of an earlier report) are removed.
+    would not change is left alone; tables of an earlier report are removed by
+    :func:`build_report`.
 
     Parameters
     ----------
@@ -627,18 +627,12 @@ def write_tables(
         files[f"{name}.csv"] = header + table.to_csv(index=False)
         files[f"{name}.md"] = _markdown(table, provenance_dict, title)
         files[f"{name}.tex"] = _latex(table, provenance_dict, title)
-    return _write_folder(
-        out_dir, {k: v.encode("utf-8") for k, v in files.items()}, (".csv", ".md", ".tex")
-    )
+    return _write_folder(out_dir, {k: v.encode("utf-8") for k, v in files.items()})
 
 
-def _write_folder(out_dir: Path, files: Mapping[str, bytes], suffixes) -> list[Path]:
-    """Write ``files`` (name -> bytes) with :func:`store.write_if_changed` and remove the
-    other files in ``out_dir`` with one of ``suffixes``, so the folder holds exactly them."""
+def _write_folder(out_dir: Path, files: Mapping[str, bytes]) -> list[Path]:
+    """Write ``files`` (name -> bytes) with :func:`store.write_if_changed`."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    for stale in sorted(out_dir.iterdir()):
-        if stale.suffix in suffixes and stale.name not in files:
-            stale.unlink()
     paths = []
     for name, data in files.items():
         write_if_changed(out_dir / name, data)
@@ -729,8 +723,8 @@ def make_figures(
       problem that recorded any (no carrying forward).
 
     One color per solver throughout. Uses matplotlib's Agg backend; figures are closed.
-    The files carry no creation date, a file whose bytes would not change is not rewritten,
-    and older ``.png``/``.pdf`` files in ``out_dir`` that this call does not make are removed.
+    The files carry no creation date, and a file whose bytes would not change is not
+    rewritten; figures of an earlier report are removed by :func:`build_report`.
 
     Parameters
     ----------
@@ -856,7 +850,7 @@ def make_figures(
                 ax.set_visible(False)
             fig.tight_layout()
             save(fig, "fidelity")
-    return _write_folder(Path(out_dir), files, (".png", ".pdf"))
+    return _write_folder(Path(out_dir), files)
 
 
 # ----------------------------------------------------------------------------- 6. HTML
@@ -1082,6 +1076,9 @@ def build_report(
     versions, configurations, machines, BLAS, versions, git states, and the
     ``separated_labels`` given to runs of one label with several configurations), which
     changes only when the runs do, and each file is rewritten only when its bytes change.
+    The files of an earlier report that this one does not write are removed, and only
+    those: the report's files are listed in the results folder's manifest
+    (:meth:`store.ResultsStore.replace_report_files`), so a user's own file there stays.
 
     The volatile facts go to one file, ``out_dir/tables/provenance.json``: the
     :func:`provenance.provenance` of this process (date, host, ``config_hash`` of
@@ -1116,7 +1113,7 @@ def build_report(
         record["separated_labels"] = relabelled
     frame = add_best_known(separated)
     tables = summary_tables(frame, eps)
-    write_tables(tables, out_dir / "tables", record)
+    table_files = write_tables(tables, out_dir / "tables", record)
     figures = make_figures(frame, out_dir / "figures", eps, provenance_dict=record)
     index = write_html(out_dir, tables, figures, record)
     volatile = out_dir / "tables" / "provenance.json"
@@ -1125,6 +1122,7 @@ def build_report(
         prov = {**provenance(config), "results": record}
         text = json.dumps(prov, indent=2, sort_keys=True, default=str) + "\n"
         write_if_changed(volatile, text.encode("utf-8"))
+    ResultsStore(out_dir).replace_report_files([*table_files, *figures, index, volatile])
     return index
 
 

@@ -350,9 +350,11 @@ def test_fresh_regenerates_instead_of_resuming(tmp_path, capsys):
     (out / "runs" / "stale.csv").write_text("not a run\n")
     (out / "index.html").write_text("old report")
     capsys.readouterr()
-    assert cli.main([*args, "--fresh"]) == 0
+    assert cli.main([*args, "--fresh"]) == 2  # files natgrad did not write
+    assert "runs/stale.csv" in capsys.readouterr().err
+    assert cli.main([*args, "--fresh", "--force"]) == 0
     assert "0 already stored" in capsys.readouterr().out
-    assert not (out / "runs" / "stale.csv").exists()
+    assert (out / "runs" / "stale.csv").read_text() == "not a run\n"  # not natgrad's
     assert (out / "index.html").read_text(encoding="utf-8") != "old report"
     assert (out / "cache").is_dir()  # references are kept
 

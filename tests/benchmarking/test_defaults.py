@@ -8,6 +8,7 @@ import inspect
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from natgrad_core import NaturalGradientClassifier
@@ -20,7 +21,7 @@ from natgrad_core.benchmarking.grid import (
     run_grid,
 )
 from natgrad_core.benchmarking.problems import SUITES
-from natgrad_core.benchmarking.store import ResultsStore
+from natgrad_core.benchmarking.store import SCHEMA, SCHEMA_VERSION, ResultsStore
 from natgrad_core.optim import NaturalGradient
 from natgrad_core.optim.registry import RECOMMENDED, optimizer_params
 
@@ -166,10 +167,12 @@ def test_dry_run_marks_the_runs_a_resume_would_skip(tmp_path, capsys):
     path = _toml(tmp_path / "grid.toml", '[[solver]]\nsolver = "lbfgs"\n', seeds=(0, 1))
     stored = load_config(path).specs()[1]
     runs = tmp_path / "results" / "runs"
-    runs.mkdir(parents=True)
-    (runs / f"{stored.key()}.csv").touch()
+    row = {c: "" if dtype == "str" else 0 for c, (dtype, _) in SCHEMA.items()}
+    row.update(schema_version=SCHEMA_VERSION, run_key=stored.key(), status="max_iter")
+    ResultsStore(tmp_path / "results").write_run(stored.key(), pd.DataFrame([row]))
+    files = sorted(p.name for p in runs.iterdir())
     assert cli.main(["run", path, "--dry-run", "--out", str(tmp_path / "results")]) == 0
     out = capsys.readouterr().out
     assert "2 runs, 1 already stored" in out.splitlines()[0]
     assert [b[0].endswith("[stored]") for b in _blocks(out)] == [False, True]
-    assert [p.name for p in runs.iterdir()] == [f"{stored.key()}.csv"]
+    assert sorted(p.name for p in runs.iterdir()) == files

@@ -10,7 +10,7 @@ TINY_SEEDS = (0, 1)
 
 TINY_TEMPLATE = """\
 [run]
-problems = ["iris-logistic", "iris-mlp"]
+problems = {problems}
 seeds = {seeds}
 max_iter = {max_iter}
 time_limit = 30
@@ -28,9 +28,11 @@ step = "quadratic"
 """
 
 
-def tiny_toml(seeds=TINY_SEEDS, max_iter: int = 8) -> str:
+def tiny_toml(seeds=TINY_SEEDS, max_iter: int = 8, problems=TINY_PROBLEMS) -> str:
     """The TOML text of the tiny grid."""
-    return TINY_TEMPLATE.format(seeds=json.dumps(list(seeds)), max_iter=max_iter)
+    return TINY_TEMPLATE.format(
+        seeds=json.dumps(list(seeds)), max_iter=max_iter, problems=json.dumps(list(problems))
+    )
 
 
 TINY_TOML = tiny_toml()
