@@ -142,6 +142,9 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
             ) from None
         for width in self._hidden():
             check_positive_int(width, "hidden_layer_sizes entries")
+        # the MLP checks its activation name; logistic regression (no hidden layer) would
+        # ignore a wrong one silently
+        MLP(1, 2, (1,), self.activation)
 
     def _hidden(self) -> tuple:
         if isinstance(self.hidden_layer_sizes, (int, np.integer)):
