@@ -17,6 +17,9 @@ Two ways to apply ``(C + λI)⁻¹`` with ``C = s·SᵀS + E₀`` (``s = scale /
   intercepts and a positive L2 term).
 
 ``method="auto"`` uses sample space when R < P and E > 0, parameter space otherwise.
+Either refuses with :class:`~natgrad_core._memory.MemoryLimitError` before allocating
+arrays that would not fit (two P×P, three R×R, three (N, K, K) for Λ): see
+:func:`~natgrad_core._memory.check_memory`.
 """
 
 from __future__ import annotations
