@@ -102,6 +102,7 @@ def test_features_too_large_are_refused_by_name(solver, scale):
         NaturalGradientClassifier(solver=solver, max_iter=3).fit(X * scale, Y)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_sparse_input_is_refused_with_the_dense_size():
     """The dense copy of a (60, 4) float64 matrix takes 60 · 4 · 8 = 1920 bytes."""
     sparse = scipy.sparse.csr_matrix(X)
