@@ -6,18 +6,32 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import scipy.sparse
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ._validation import DivergenceWarning
+from ._memory import format_bytes
+from ._threads import check_threads
+from ._validation import (
+    DivergenceWarning,
+    check_nonnegative,
+    check_positive,
+    check_positive_int,
+)
 from .models.mlp import MLP, LogisticModel
 from .optim.driver import minimize
 from .optim.natural_gradient import PRECONDITIONERS
 from .optim.registry import SOLVERS, make_optimizer
 
 __all__ = ["NaturalGradientClassifier"]
+
+# Features whose squares overflow cannot be trained on: the gradient and the curvature of
+# every model here hold sums of products x_i · x_j over samples (logistic regression's
+# Fisher is Xᵀ Λ X / n; K-FAC's input factor Āᵀ Ā / n). ``n_samples · n_features · max x²``
+# must stay this factor below float64's largest value, for the damping and the solvers.
+_OVERFLOW_MARGIN = 1e4
 
 
 class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
@@ -99,27 +113,82 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
         self.random_state = random_state
         self.blas_threads = blas_threads
 
-    def _make_optimizer(self, seed):
-        if self.solver not in SOLVERS:
+    def _check_params(self) -> None:
+        """Raise for a bad constructor parameter, naming it; the optimizer's own parameters
+        (step, damping, learning_rate, fisher) are checked where it is built, by name."""
+        if not isinstance(self.solver, str) or self.solver not in SOLVERS:
             raise ValueError(f"Unknown solver {self.solver!r}; expected one of {list(SOLVERS)}.")
+        check_nonnegative(self.alpha, "alpha")
+        check_positive_int(self.max_iter, "max_iter")
+        check_nonnegative(self.tol, "tol")
+        if self.batch_size is not None:
+            check_positive_int(self.batch_size, "batch_size")
+        if self.learning_rate is not None:
+            check_positive(self.learning_rate, "learning_rate")
+        if self.damping is not None:
+            check_nonnegative(self.damping, "damping")
+        if not isinstance(self.fit_intercept, (bool, np.bool_)):
+            raise TypeError(
+                f"fit_intercept must be a bool, got {type(self.fit_intercept).__name__} "
+                f"({self.fit_intercept!r})."
+            )
+        check_threads(self.blas_threads)
+        try:
+            np.random.default_rng(self.random_state)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                "random_state must be None, an int >= 0, a SeedSequence or a Generator, "
+                f"got {self.random_state!r} ({exc})."
+            ) from None
+        for width in self._hidden():
+            check_positive_int(width, "hidden_layer_sizes entries")
+        # the MLP checks its activation name; logistic regression (no hidden layer) would
+        # ignore a wrong one silently
+        MLP(1, 2, (1,), self.activation)
+
+    def _hidden(self) -> tuple:
+        if isinstance(self.hidden_layer_sizes, (int, np.integer)):
+            return (self.hidden_layer_sizes,)
+        try:
+            return tuple(self.hidden_layer_sizes)
+        except TypeError:
+            raise TypeError(
+                "hidden_layer_sizes must be an int or a tuple of ints, got "
+                f"{type(self.hidden_layer_sizes).__name__} ({self.hidden_layer_sizes!r})."
+            ) from None
+
+    def _make_optimizer(self, seed):
         params = {"step": self.step, "learning_rate": self.learning_rate}
         if self.solver in PRECONDITIONERS:
             params.update(fisher=self.fisher, damping=self.damping, random_state=seed)
         return make_optimizer(self.solver, **{k: v for k, v in params.items() if v is not None})
 
     def _make_model(self, n_features, n_classes):
-        if isinstance(self.hidden_layer_sizes, (int, np.integer)):
-            hidden = (int(self.hidden_layer_sizes),)
-        else:
-            hidden = tuple(self.hidden_layer_sizes)
+        hidden = tuple(int(h) for h in self._hidden())
         if not hidden:
             return LogisticModel(n_features, n_classes, fit_intercept=self.fit_intercept)
         head = "sigmoid" if n_classes == 2 else "softmax"
         return MLP(n_features, n_classes, hidden, self.activation, head, self.fit_intercept)
 
     def fit(self, X, y):
-        """Fit to X of shape (n_samples, n_features) and labels y of shape (n_samples,)."""
+        """Fit to X of shape (n_samples, n_features) and labels y of shape (n_samples,).
+
+        Raises ``ValueError`` for a bad parameter (naming it), features too large to train
+        on, or a curvature that would not fit in memory
+        (:class:`~natgrad_core._memory.MemoryLimitError`); ``TypeError`` for sparse X.
+        """
+        self._check_params()
+        _check_dense(X)
         X, y = validate_data(self, X, y, dtype=np.float64)
+        largest = float(np.max(np.abs(X))) if X.size else 0.0
+        bound = np.sqrt(np.finfo(np.float64).max / (_OVERFLOW_MARGIN * X.size))
+        if largest > bound:
+            raise ValueError(
+                f"X has features as large as {largest:.3g}: too large to train on. The "
+                "gradient and the curvature sum their squares over samples and features, "
+                f"which overflows float64 above {bound:.3g} for X of shape {X.shape}. "
+                "Scale the features first, e.g. with sklearn.preprocessing.StandardScaler."
+            )
         check_classification_targets(y)
         self.classes_, y_encoded = np.unique(y, return_inverse=True)
         if len(self.classes_) < 2:
@@ -165,13 +234,13 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
                 DivergenceWarning,
                 stacklevel=2,
             )
-        elif result.status in ("max_iter", "stalled"):
-            # L-BFGS-B ending on its own ("ABNORMAL", no progress possible) is as
-            # unconverged as running out of iterations
+        elif result.status != "converged":
+            # L-BFGS-B ending on its own ("ABNORMAL", no progress possible), a time limit or
+            # a stop request are as unconverged as running out of iterations
             why = (
                 f"reached max_iter={self.max_iter}"
                 if result.status == "max_iter"
-                else f"stopped after {result.n_iter} iterations ({result.message})"
+                else f"stopped after {result.n_iter} iterations ({result.status}: {result.message})"
             )
             warnings.warn(
                 f"{self.solver} {why} before the gradient norm fell below tol={self.tol} "
@@ -203,6 +272,7 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
 
     def _outputs(self, X):
         check_is_fitted(self)
+        _check_dense(X)
         X = validate_data(self, X, dtype=np.float64, reset=False)
         return self.model_.predict_outputs(self.theta_, X)
 
@@ -227,3 +297,14 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
         """Most probable class for each row of X."""
         proba = self.predict_proba(X)
         return self.classes_[np.argmax(proba, axis=1)]
+
+
+def _check_dense(X) -> None:
+    """The models need dense X; refuse a scipy.sparse matrix, saying what densifying costs."""
+    if scipy.sparse.issparse(X):
+        n_samples, n_features = X.shape
+        raise TypeError(
+            f"NaturalGradientClassifier needs dense X; got a scipy.sparse matrix of shape "
+            f"({n_samples}, {n_features}) with {X.nnz} stored values. X.toarray() makes it "
+            f"dense in {format_bytes(8 * n_samples * n_features)} of float64."
+        )

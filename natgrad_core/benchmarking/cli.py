@@ -23,7 +23,9 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import sys
+import tempfile
 import threading
 import warnings
 from pathlib import Path
@@ -107,8 +109,12 @@ def _cmd_run(args) -> int:
         )
         return 2
     out = Path(args.out)
-    if args.dry_run:
+    if args.dry_run:  # writes nothing, so the folder needs no checks
         return _dry_run(config, ResultsStore(out))
+    problem = _check_run_resources(args)
+    if problem is not None:
+        print(f"natgrad run: {problem}", file=sys.stderr)
+        return 2
     store = ResultsStore(out)
     foreign = [] if args.force else store.foreign_files()
     if foreign:
@@ -170,6 +176,70 @@ def _sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _check_run_resources(args) -> str | None:
+    """What stops ``natgrad run`` before its first run, or None: an ``--out`` that is a
+    file or cannot be written (found up front, not after computing a run), a malformed
+    or unreachable ``--dask`` address (tried with ``--dask-timeout``)."""
+    out = Path(args.out)
+    for folder in (out, out / "runs"):
+        if folder.exists() and not folder.is_dir():
+            return f"--out: {folder} is a file; expected a results folder (or a new path)"
+    if args.dry_run:
+        return None
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for folder in (out, out / "runs"):
+            if folder.is_dir():
+                fd, probe = tempfile.mkstemp(dir=folder, prefix=".natgrad-write-probe-")
+                os.close(fd)
+                os.unlink(probe)
+    except OSError as exc:
+        return (
+            f"--out: cannot write results under {out} ({exc.strerror or exc}); "
+            "choose a writable folder"
+        )
+    if args.dask is not None:
+        if not 0 < args.dask_timeout < float("inf"):
+            return f"--dask-timeout must be a positive number of seconds, got {args.dask_timeout}"
+        return _check_dask_address(args.dask, args.dask_timeout)
+    return None
+
+
+def _check_dask_address(address: str, timeout: float) -> str | None:
+    """None if a Dask scheduler answers at ``address`` within ``timeout`` seconds, else what
+    is wrong with it. A raw TCP connection first: a closed port is refused at once, where
+    ``Client`` would retry for its whole timeout."""
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+    except ImportError:
+        return "--dask needs dask.distributed: pip install 'natgrad[dask]'"
+    expected = "expected [tcp://|tls://]HOST[:PORT], e.g. tcp://127.0.0.1:8786"
+    try:
+        scheme, location = parse_address(address)
+        host, port = parse_host_port(location, default_port=8786)
+    except ValueError as exc:
+        return f"--dask: malformed address {address!r} ({exc}); {expected}"
+    if scheme not in ("tcp", "tls") or not host or not 0 < port < 65536:
+        return f"--dask: malformed address {address!r}; {expected}"
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return (
+            f"--dask: no scheduler answers at {address} within {timeout:g} s "
+            f"({exc.strerror or exc}); start one with `dask scheduler` or check the address"
+        )
+    from distributed import Client
+
+    try:  # something listens there: is it a scheduler?
+        Client(address, timeout=timeout).close()
+    except Exception as exc:
+        return (
+            f"--dask: {address} accepts connections but no Dask scheduler answered within "
+            f"{timeout:g} s ({type(exc).__name__}: {exc}); check the address and port"
+        )
+    return None
 
 
 def _dry_run(config, store: ResultsStore) -> int:
@@ -254,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="results", help="results folder (default: results)")
     p.add_argument("--n-jobs", type=int, default=1, help="parallel runs with joblib")
     p.add_argument("--dask", metavar="ADDRESS", help="run on a Dask distributed scheduler")
+    p.add_argument(
+        "--dask-timeout",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="give up on an unreachable --dask scheduler after this long (default 5)",
+    )
     p.add_argument(
         "--blas-threads",
         type=int,

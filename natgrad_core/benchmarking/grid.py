@@ -40,7 +40,9 @@ hyperparameter of every run.
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -356,6 +358,15 @@ def _dask_results(specs, address, cache_dir, threads):
             yield future.result()
 
 
+def available_cores() -> int:
+    """CPUs this process may run on: its affinity mask (taskset, a container's CPU set),
+    else ``os.cpu_count()``."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def run_grid(
     config: GridConfig,
     store: ResultsStore,
@@ -372,9 +383,11 @@ def run_grid(
     :meth:`ResultsStore.statuses`), or stored with status "error" when ``retry_errors``.
     Every run is pinned to ``blas_threads`` BLAS threads (default 1: the problems are small,
     timings stay comparable across ``n_jobs``, and parallel workers do not oversubscribe
-    the cores). Dask workers use the same pinning. Ctrl-C (KeyboardInterrupt) at any point,
-    the references included, ends the grid with ``interrupted`` set; every run finished
-    so far is stored.
+    the cores). Dask workers use the same pinning. ``n_jobs`` is capped at the number of
+    pending runs (an idle worker is a whole interpreter for nothing), and a warning says
+    when the workers outnumber :func:`available_cores`: they then share cores, and each
+    run's time is inflated. Ctrl-C (KeyboardInterrupt) at any point, the references
+    included, ends the grid with ``interrupted`` set; every run finished so far is stored.
     """
     specs = config.specs()
     stored = store.statuses()
@@ -385,16 +398,26 @@ def run_grid(
     summary.n_stored_errors = sum(s.key() in errors for s in specs if s.key() in done)
     if not pending:
         return summary
+    n_workers = min(n_jobs, len(pending))
+    cores = available_cores()
+    if dask_address is None and n_workers > cores:
+        warnings.warn(
+            f"n_jobs={n_jobs} starts {n_workers} workers for {len(pending)} pending runs on "
+            f"{cores} available cores: they will share the cores and every run's time is "
+            f"inflated; n_jobs <= {cores} is faster.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     bar = None
     try:
         _prepare_references(pending, cache_dir)
         if dask_address is not None:
             results = _dask_results(pending, dask_address, cache_dir, blas_threads)
-        elif n_jobs > 1:
+        elif n_workers > 1:
             from joblib import Parallel, delayed
 
-            results = Parallel(n_jobs=n_jobs, return_as="generator_unordered")(
-                delayed(execute)(s, cache_dir, n_jobs, blas_threads) for s in pending
+            results = Parallel(n_jobs=n_workers, return_as="generator_unordered")(
+                delayed(execute)(s, cache_dir, n_workers, blas_threads) for s in pending
             )
         else:
             results = (execute(s, cache_dir, 1, blas_threads) for s in pending)

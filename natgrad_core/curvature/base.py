@@ -19,6 +19,7 @@ from enum import Enum
 import numpy as np
 from scipy.sparse.linalg import LinearOperator
 
+from .._memory import check_memory
 from .._typing import Array, Seed
 from .._validation import check_choice, check_finite_array, check_nonnegative, check_positive_int
 
@@ -27,6 +28,7 @@ __all__ = [
     "FisherType",
     "Reduction",
     "backpropagate_factors",
+    "check_output_curvature_memory",
     "output_factors",
     "parse_fisher_type",
 ]
@@ -88,6 +90,7 @@ def output_factors(
     z = objective.forward(theta).outputs
     head = objective.model.head
     if fisher_type is FisherType.EXACT:
+        check_output_curvature_memory(z)
         return np.ascontiguousarray(head.sqrt_lam(z).transpose(2, 0, 1))
     if fisher_type is FisherType.EMPIRICAL:
         return head.grad(z, objective.Y)[None]
@@ -95,6 +98,23 @@ def output_factors(
     rng = np.random.default_rng(random_state)
     Y_sampled = head.sample(z, rng, k)
     return head.grad(z[None], Y_sampled) / np.sqrt(k)
+
+
+def check_output_curvature_memory(z: Array) -> None:
+    """Refuse (:class:`~natgrad_core._memory.MemoryLimitError`) to build Λ or √Λ of shape
+    (n_samples, n_outputs, n_outputs) for outputs ``z`` when it would not fit: the heads
+    build it from three temporaries of that size. Monte-Carlo factors are
+    (mc_samples, n_samples, n_outputs) and the matrix-free Fisher never forms it."""
+    n, k = z.shape
+    if k > 1:
+        check_memory(
+            (n, k, k),
+            z.dtype.itemsize,
+            f"the exact Fisher's output curvature for {n} samples and {k} outputs",
+            "fisher='mc' (mc_samples factors instead of one per output), solver='cg' "
+            "(matrix-free), or a smaller batch_size",
+            copies=3,
+        )
 
 
 class CurvatureOperator:

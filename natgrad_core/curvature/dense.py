@@ -17,12 +17,16 @@ Two ways to apply ``(C + λI)⁻¹`` with ``C = s·SᵀS + E₀`` (``s = scale /
   intercepts and a positive L2 term).
 
 ``method="auto"`` uses sample space when R < P and E > 0, parameter space otherwise.
+Either refuses with :class:`~natgrad_core._memory.MemoryLimitError` before allocating
+arrays that would not fit (two P×P, three R×R, three (N, K, K) for Λ): see
+:func:`~natgrad_core._memory.check_memory`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .._memory import check_memory
 from .._typing import Array, Seed
 from .._validation import check_choice
 from ._linalg import SymmetricSolver, add_flops, syrk_t
@@ -30,6 +34,7 @@ from .base import (
     CurvatureOperator,
     FisherType,
     backpropagate_factors,
+    check_output_curvature_memory,
     output_factors,
     parse_fisher_type,
 )
@@ -113,12 +118,21 @@ class DenseFisher(CurvatureOperator):
 
     def _output_matrices(self) -> Array:
         if self.fisher_type is FisherType.EXACT:
+            check_output_curvature_memory(self.cache.outputs)
             return self.objective.model.head.lam(self.cache.outputs)
         return np.einsum("mni,mnj->nij", self.U, self.U)
 
     def matrix(self) -> Array:
         """The parameter-space matrix ``C`` (built once, then cached)."""
         if self._matrix is None:
+            # the matrix and its damped copy for the factorization
+            check_memory(
+                (self.n_params, self.n_params),
+                self.dtype.itemsize,
+                f"the exact Fisher in parameter space ({self.n_params} parameters)",
+                "solver='cg' (matrix-free), 'kfac' or 'diag', or a smaller model",
+                copies=2,
+            )
             model = self.objective.model
             if len(model.layers) == 1 and model.n_outputs > 1:
                 # the n_factors columns are pulled back through the one layer inside the
@@ -226,6 +240,14 @@ class DenseFisher(CurvatureOperator):
     def _gram(self, E: Array) -> Array:
         """I/s + S E⁻¹ Sᵀ of shape (n_rows, n_rows), built layer by layer."""
         m, n = self.U.shape[:2]
+        # K, the tiled Ka and the syrk product are alive at once
+        check_memory(
+            (m * n, m * n),
+            self.dtype.itemsize,
+            f"the exact Fisher in sample space ({n} samples x {m} factors)",
+            "a smaller batch_size, solver='cg' (matrix-free) or 'kfac'",
+            copies=3,
+        )
         K = np.eye(m * n, dtype=self.dtype) / self._s
         E_blocks = self.objective.model.unpack(E)
         for E_l, a, g in zip(E_blocks, self.cache.inputs, self.layer_grads):
