@@ -25,7 +25,7 @@ from .._typing import Array, Seed
 from .._validation import check_choice, check_finite_array
 from .losses import OutputDistribution, get_head
 
-__all__ = ["MLP", "ForwardCache", "LogisticModel", "PassFlops"]
+__all__ = ["ACTIVATIONS", "MLP", "ForwardCache", "LogisticModel", "PassFlops"]
 
 
 def _tanh(z):
@@ -53,6 +53,8 @@ _ACTIVATIONS = {
     "logistic": _sigmoid,
     "identity": _identity,
 }
+ACTIVATIONS = tuple(_ACTIVATIONS)
+"""Names of the hidden-layer activations."""
 
 
 class ForwardCache(NamedTuple):
