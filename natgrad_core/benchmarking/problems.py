@@ -334,8 +334,12 @@ def _read_file(path: str, fmt: str, label_column: int, mtime_ns: int, size: int)
 def _parse_svmlight(buffer, label_column):
     try:
         X, y = datasets.load_svmlight_file(buffer)
-    except (ValueError, OverflowError) as exc:
+    except ValueError as exc:
         raise ValueError(f"not a valid LIBSVM/svmlight file ({exc}).") from None
+    except OverflowError:
+        raise ValueError(
+            "not a valid LIBSVM/svmlight file: a feature index does not fit in 32 bits."
+        ) from None
     n_bytes = X.shape[0] * X.shape[1] * 8
     if n_bytes > MAX_DENSE_BYTES:
         raise ValueError(
