@@ -259,8 +259,9 @@ class MLP:
         return ForwardCache(inputs, slopes, z)
 
     def predict_outputs(self, theta: Array, X: Array) -> Array:
-        """Network outputs z of shape (n_samples, n_outputs)."""
-        return self.forward(theta, X).outputs
+        """Network outputs z of shape (n_samples, n_outputs) for X of shape
+        (n_samples, n_features), checked by :meth:`check_X`."""
+        return self.forward(theta, self.check_X(X)).outputs
 
     def backward(self, theta: Array, cache: ForwardCache, U: Array) -> list[Array]:
         """Back-propagate output gradients to every layer's pre-activations.
