@@ -120,6 +120,8 @@ class Problem:
     label_column: int = -1
 
     def __post_init__(self):
+        if isinstance(self.hidden, list):  # as TOML and JSON write it
+            object.__setattr__(self, "hidden", tuple(self.hidden))
         try:
             self._check_fields()
         except (TypeError, ValueError) as exc:
@@ -478,7 +480,4 @@ def problem_from_dict(spec: dict) -> Problem:
         )
     if "name" not in spec or "dataset" not in spec:
         raise ValueError(f"problem entry {spec!r} needs at least 'name' and 'dataset'.")
-    spec = dict(spec)
-    if isinstance(spec.get("hidden"), list):
-        spec["hidden"] = tuple(spec["hidden"])
     return Problem(**spec)

@@ -8,16 +8,15 @@ names the configuration file, the entry and what was expected, and write nothing
 
 from __future__ import annotations
 
-import contextlib
 import io
 
 import numpy as np
 import pytest
 from sklearn import datasets
 
-from natgrad_core.benchmarking import cli
 from natgrad_core.benchmarking.grid import load_config
 from natgrad_core.benchmarking.problems import Problem
+from tests.benchmarking.test_cli import run_cli
 
 # ------------------------------------------------------------------------------ data files
 X_IRIS, Y_IRIS = datasets.load_iris(return_X_y=True)
@@ -226,13 +225,6 @@ CONFIG_CASES = [
     ("problem-name-not-string", toml({"problems": "[1]"}), ["1"]),
     ("no-problems", "[run]\nseeds = [0]\n", ["no problems"]),
 ]
-
-
-def run_cli(*argv) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = cli.main([str(a) for a in argv])
-    return code, out.getvalue(), err.getvalue()
 
 
 def assert_refused(tmp_path, config, fragments, *extra_args):
