@@ -129,9 +129,9 @@ class Problem:
 
     def _check_fields(self):
         for key in ("name", "dataset", "model", "activation", "path", "format"):
-            _check_int_or_str(getattr(self, key), key, str)
+            _check_field_type(getattr(self, key), key, str)
         for key in ("seed", "n_samples", "n_features", "n_classes", "label_column"):
-            _check_int_or_str(getattr(self, key), key, int)
+            _check_field_type(getattr(self, key), key, int)
         if not self.name:
             raise ValueError("name must be a non-empty string, got ''.")
         check_choice(self.dataset, "dataset", [*BUNDLED, "synthetic", "file"])
@@ -213,6 +213,8 @@ class Problem:
     def read_file(self) -> FileData:
         """The data file read and checked once while it is unchanged (validation, run keys
         and loading share the one read); ValueError naming the file if it cannot be read."""
+        if self.dataset != "file":
+            raise ValueError(f"problem {self.name!r} reads no file (dataset {self.dataset!r}).")
         path = Path(self.path)
         try:
             stat = path.stat()
@@ -405,7 +407,7 @@ def _is_int(value) -> bool:
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
-def _check_int_or_str(value, key: str, kind: type) -> None:
+def _check_field_type(value, key: str, kind: type) -> None:
     ok = _is_int(value) if kind is int else isinstance(value, kind)
     if not ok:
         raise TypeError(
