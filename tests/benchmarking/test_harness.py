@@ -875,7 +875,10 @@ BAD_CONFIGS = {
     "malformed-toml": (RUN_OK + "\n[[solver\n", ["malformed TOML", "bad.toml"]),
     "unknown-run-key": (RUN_OK + "bogus_key = 3\n" + SOLVER_OK, ["[run]", "bogus_key"]),
     "duplicate-labels": (RUN_OK + SOLVER_OK + SOLVER_OK, ["duplicate", "gd-armijo"]),
-    "max-iter-zero": (RUN_OK.replace("max_iter = 8", "max_iter = 0") + SOLVER_OK, ["max_iter=0"]),
+    "max-iter-zero": (
+        RUN_OK.replace("max_iter = 8", "max_iter = 0") + SOLVER_OK,
+        ["[run].max_iter", ">= 1, got 0"],
+    ),
     "unknown-hyperparameter": (
         RUN_OK + '\n[[solver]]\nlabel = "gd-typo"\nsolver = "gd"\nlearning_rat = 0.1\n',
         ["'gd-typo'", "learning_rat"],
