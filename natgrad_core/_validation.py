@@ -36,17 +36,33 @@ class DivergenceWarning(ConvergenceWarning):
 
 
 def check_finite_array(x, name: str, ndim: int | None = None, dtype=None) -> np.ndarray:
-    """Return ``x`` as an array, raising ``ValueError`` for a wrong rank or NaN/inf."""
+    """Return ``x`` as a real array, raising ``ValueError`` for a wrong rank, a dtype that is
+    not real numbers (complex, strings, objects: casting would drop the imaginary part or
+    fail later), or NaN/inf.
+
+    ``dtype`` (optional) is the dtype to convert to, after the checks: a complex ``x`` is
+    rejected even when ``dtype`` is real.
+    """
     try:
-        arr = np.asarray(x, dtype=dtype)
+        arr = np.asarray(x)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{name} must be array-like of numbers, got {type(x).__name__}.") from exc
+    if arr.dtype.kind == "O":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{name} must hold real numbers, got an object array that does not convert "
+                f"to float ({exc})."
+            ) from None
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold real numbers, got an array of dtype {arr.dtype}.")
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got an array of shape {arr.shape}.")
-    if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
         n_bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s); expected finite.")
-    return arr
+    return arr if dtype is None else arr.astype(dtype, copy=False)
 
 
 def _check_real(value, name: str) -> float:

@@ -47,9 +47,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .._validation import check_nonnegative, check_positive
 from ..optim import make_optimizer
 from ..optim.registry import RECOMMENDED, recommended_params
-from .problems import PROBLEMS, SUITES, get_problem, problem_from_dict
+from .problems import MAX_SEED, PROBLEMS, SUITES, get_problem, problem_from_dict
 from .reference import reference_solution
 from .runner import RunSpec, SolverConfig, execute
 from .store import ResultsStore
@@ -176,117 +177,154 @@ def _check_type(value, types, what):
         ok = isinstance(value, types)
     if not ok:
         names = "/".join(t.__name__ for t in types)
-        raise ValueError(f"{what} must be {names}, got {value!r}.")
+        raise ValueError(f"{what} must be {names}, got {type(value).__name__} ({value!r}).")
     return value
 
 
-def config_from_dict(raw: dict, name: str, base_dir: Path = Path()) -> GridConfig:
-    """Validate a parsed TOML document (see module doc); raises ValueError naming the entry."""
+def _check_seeds(seeds, what: str = "seeds") -> list:
+    """A non-empty list of distinct integer seeds in [0, MAX_SEED]."""
+    seeds = _check_type(seeds, (list,), what)
+    for seed in seeds:
+        _check_type(seed, (int,), f"every seed in {what}")
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"seeds must be in [0, {MAX_SEED}], got {seed} in {what}.")
+    if not seeds:
+        raise ValueError(f"{what} must list at least one seed, got [].")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"duplicate seeds in {what}: {seeds}.")
+    return seeds
+
+
+def _tables(raw: dict, key: str) -> list[dict]:
+    """The ``[[key]]`` entries of a TOML document (an array of tables), checked."""
+    entries = raw.get(key, [])
+    if isinstance(entries, dict):
+        raise ValueError(
+            f"expected [[{key}]] entries (an array of tables), got a single table [{key}]."
+        )
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ValueError(
+            f"expected [[{key}]] entries (an array of tables), got {key} = {entries!r}."
+        )
+    return entries
+
+
+def config_from_dict(
+    raw: dict, name: str, base_dir: Path = Path(), source: str | None = None
+) -> GridConfig:
+    """Validate a parsed TOML document (see module doc), its problems' data files
+    included; raises ValueError naming ``source`` (the file; default ``name``) and the
+    entry."""
+    try:
+        return _config_from_dict(raw, name, base_dir)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{source or name}: {exc}") from None
+
+
+def _config_from_dict(raw: dict, name: str, base_dir: Path) -> GridConfig:
     unknown = set(raw) - {"run", "problem", "solver"}
     if unknown:
         raise ValueError(
-            f"{name}: unknown top-level tables {sorted(unknown)}; "
-            "expected [run], [[problem]], [[solver]]."
+            f"unknown top-level tables {sorted(unknown)}; expected [run], [[problem]], [[solver]]."
         )
-    run = dict(raw.get("run", {}))
+    run = raw.get("run", {})
+    if not isinstance(run, dict):
+        shape = "an array of tables [[run]]" if isinstance(run, list) else f"run = {run!r}"
+        raise ValueError(f"expected one table [run], got {shape}.")
     bad = set(run) - _RUN_KEYS
     if bad:
         raise ValueError(
-            f"{name}: unknown keys in [run]: {sorted(bad)}; expected some of {sorted(_RUN_KEYS)}."
+            f"unknown keys in [run]: {sorted(bad)}; expected some of {sorted(_RUN_KEYS)}."
         )
-    base = suite_config(run["suite"]) if "suite" in run else None
+    base = None
+    if "suite" in run:
+        base = suite_config(_check_type(run["suite"], (str,), "[run].suite"))
 
     custom = {}
-    for entry in raw.get("problem", []):
+    for entry in _tables(raw, "problem"):
         entry = dict(entry)
-        if entry.get("dataset") == "file" and "path" in entry:
+        if entry.get("dataset") == "file" and isinstance(entry.get("path"), str):
             path = Path(entry["path"]).expanduser()
             entry["path"] = str(path if path.is_absolute() else base_dir / path)
         problem = problem_from_dict(entry)
+        if problem.name in custom:
+            raise ValueError(f"two [[problem]] entries are named {problem.name!r}.")
         custom[problem.name] = problem
     if "problems" in run:
-        names = _check_type(run["problems"], (list,), f"{name}: [run].problems")
+        names = _check_type(run["problems"], (list,), "[run].problems")
+        if not names:
+            raise ValueError("[run].problems is empty; expected at least one problem name.")
         problems = []
         for pname in names:
             if pname in custom:
                 problems.append(custom[pname])
-            elif pname in PROBLEMS:
+            elif isinstance(pname, str) and pname in PROBLEMS:
                 problems.append(PROBLEMS[pname])
             else:
                 raise ValueError(
-                    f"{name}: unknown problem {pname!r}; expected a [[problem]] "
+                    f"unknown problem {pname!r} in [run].problems; expected a [[problem]] "
                     f"name or one of {sorted(PROBLEMS)}."
                 )
+        if len(set(names)) != len(names):
+            twice = sorted({p for p in names if names.count(p) > 1})
+            raise ValueError(f"[run].problems lists {twice} more than once.")
     elif custom:
         problems = list(custom.values())
     elif base is not None:
         problems = list(base.problems)
     else:
-        raise ValueError(
-            f"{name}: no problems; give [run].suite, [run].problems or [[problem]] entries."
-        )
+        raise ValueError("no problems; give [run].suite, [run].problems or [[problem]] entries.")
 
     solvers = []
-    for entry in raw.get("solver", []):
+    for entry in _tables(raw, "solver"):
         entry = dict(entry)
         solver = entry.pop("solver", None)
         label = entry.pop("label", solver)
         if not isinstance(label, str) or not isinstance(solver, str):
             raise ValueError(
-                f"{name}: every [[solver]] needs a string 'solver' (and 'label', if given), "
+                f"every [[solver]] needs a string 'solver' (and 'label', if given), "
                 f"got solver={solver!r} and label={label!r}."
             )
-        try:
-            solvers.append(recommended_config(solver, label, **entry))
-        except ValueError as exc:
-            raise ValueError(f"{name}: {exc}") from None
+        solvers.append(recommended_config(solver, label, **entry))
     labels = [s.label for s in solvers]
     if len(set(labels)) != len(labels):
-        raise ValueError(f"{name}: duplicate solver labels in {labels}.")
+        raise ValueError(f"duplicate solver labels in {labels}.")
     if not solvers:
         solvers = list(base.solvers if base is not None else DEFAULT_SOLVERS)
 
     defaults = base or GridConfig(name, (), (), (0, 1, 2))
-    seeds = _check_type(run.get("seeds", list(defaults.seeds)), (list,), f"{name}: seeds")
-    for s in seeds:
-        _check_type(s, (int,), f"{name}: seed")
-    if len(set(seeds)) != len(seeds):
-        raise ValueError(f"{name}: duplicate seeds in {seeds}.")
-    max_iter = _check_type(run.get("max_iter", defaults.max_iter), (int,), f"{name}: max_iter")
-    time_limit = _check_type(
-        run.get("time_limit", defaults.time_limit), (int, float), f"{name}: time_limit"
-    )
-    target = _check_type(
+    seeds = _check_seeds(run.get("seeds", list(defaults.seeds)), "[run].seeds")
+    max_iter = _check_type(run.get("max_iter", defaults.max_iter), (int,), "[run].max_iter")
+    if max_iter < 1:
+        raise ValueError(f"[run].max_iter must be >= 1, got {max_iter}.")
+    time_limit = check_positive(run.get("time_limit", defaults.time_limit), "[run].time_limit")
+    target = check_nonnegative(
         run.get("target_suboptimality", defaults.target_suboptimality),
-        (int, float),
-        f"{name}: target_suboptimality",
+        "[run].target_suboptimality",
     )
-    tol = _check_type(run.get("tol", defaults.tol), (int, float), f"{name}: tol")
-    batch = _check_type(run.get("batch_size", 0), (int,), f"{name}: batch_size")
-    fidelity = _check_type(run.get("fidelity", True), (bool,), f"{name}: fidelity")
-    if max_iter < 1 or time_limit <= 0 or target < 0 or tol < 0 or batch < 0 or not seeds:
-        raise ValueError(
-            f"{name}: impossible budget: need max_iter >= 1, time_limit > 0, "
-            f"target_suboptimality >= 0, tol >= 0, batch_size >= 0 and at least one seed; got "
-            f"max_iter={max_iter}, time_limit={time_limit}, target={target}, tol={tol}, "
-            f"batch_size={batch}, seeds={seeds}."
-        )
+    tol = check_nonnegative(run.get("tol", defaults.tol), "[run].tol")
+    batch = _check_type(run.get("batch_size", 0), (int,), "[run].batch_size")
+    if batch < 0:
+        raise ValueError(f"[run].batch_size must be >= 0 (0 = full batch), got {batch}.")
+    fidelity = _check_type(run.get("fidelity", True), (bool,), "[run].fidelity")
     if batch:
         for s in solvers:
             if make_optimizer(s.solver, **s.kwargs).full_batch_only:
                 raise ValueError(
-                    f"{name}: solver {s.label!r} ({s.solver}) is full-batch only, but "
+                    f"solver {s.label!r} ({s.solver}) is full-batch only, but "
                     f"[run].batch_size = {batch}."
                 )
+    for problem in problems:
+        problem.validate(seeds)
     return GridConfig(
         name,
         tuple(problems),
         tuple(solvers),
         tuple(seeds),
         max_iter,
-        float(time_limit),
-        float(target),
-        float(tol),
+        time_limit,
+        target,
+        tol,
         batch or None,
         fidelity,
     )
@@ -307,7 +345,9 @@ def load_config(source: str) -> GridConfig:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{source}: malformed TOML: {exc}") from None
-    return config_from_dict(raw, path.stem, path.parent)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{source}: cannot read the configuration: {exc}") from None
+    return config_from_dict(raw, path.stem, path.parent, source)
 
 
 @dataclass
@@ -442,5 +482,9 @@ def run_grid(
 
 
 def with_seeds(config: GridConfig, seeds) -> GridConfig:
-    """``config`` with other seeds (duplicates dropped, order kept)."""
-    return replace(config, seeds=tuple(dict.fromkeys(seeds)))
+    """``config`` with other seeds (duplicates dropped, order kept), validated as
+    ``[run].seeds`` with its data files."""
+    seeds = _check_seeds(list(dict.fromkeys(seeds)))
+    for problem in config.problems:
+        problem.validate(seeds)
+    return replace(config, seeds=tuple(seeds))

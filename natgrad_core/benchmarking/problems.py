@@ -20,7 +20,11 @@ seed repeats the same computation: that is a timing repeat, not a new sample.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import numbers
+import warnings
+import zipfile
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -30,7 +34,8 @@ from sklearn import datasets
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from ..models.mlp import MLP, LogisticModel
+from .._validation import check_choice, check_finite_array, check_nonnegative
+from ..models.mlp import ACTIVATIONS, MLP, LogisticModel
 
 __all__ = ["PROBLEMS", "SUITES", "Problem", "ProblemData", "get_problem", "problem_from_dict"]
 
@@ -42,6 +47,10 @@ BUNDLED = {
 }
 MODELS = ("logistic", "mlp", "autoencoder")
 FILE_FORMATS = ("svmlight", "csv", "npz")
+MAX_SEED = 2**32 - 1
+"""Largest problem seed: scikit-learn's ``random_state`` (the synthetic data) takes < 2**32."""
+MAX_DENSE_BYTES = 8 * 2**30
+"""Largest dense feature matrix (bytes, float64) a sparse LIBSVM file is densified to."""
 
 
 @dataclass
@@ -111,36 +120,59 @@ class Problem:
     label_column: int = -1
 
     def __post_init__(self):
-        if self.dataset not in (*BUNDLED, "synthetic", "file"):
-            raise ValueError(
-                f"problem {self.name!r}: unknown dataset {self.dataset!r}; expected one of "
-                f"{[*BUNDLED, 'synthetic', 'file']}."
-            )
-        if self.model not in MODELS:
-            raise ValueError(
-                f"problem {self.name!r}: unknown model {self.model!r}; expected one of {MODELS}."
-            )
-        if not (np.isfinite(self.alpha) and self.alpha >= 0):
-            raise ValueError(f"problem {self.name!r}: alpha must be >= 0, got {self.alpha!r}.")
-        if not 0 < self.test_size < 1:
-            raise ValueError(
-                f"problem {self.name!r}: test_size must be in (0, 1), got {self.test_size!r}."
+        if isinstance(self.hidden, list):  # as TOML and JSON write it
+            object.__setattr__(self, "hidden", tuple(self.hidden))
+        try:
+            self._check_fields()
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"problem {self.name!r}: {exc}") from None
+
+    def _check_fields(self):
+        for key in ("name", "dataset", "model", "activation", "path", "format"):
+            _check_field_type(getattr(self, key), key, str)
+        for key in ("seed", "n_samples", "n_features", "n_classes", "label_column"):
+            _check_field_type(getattr(self, key), key, int)
+        if not self.name:
+            raise ValueError("name must be a non-empty string, got ''.")
+        check_choice(self.dataset, "dataset", [*BUNDLED, "synthetic", "file"])
+        check_choice(self.model, "model", MODELS)
+        check_choice(self.activation, "activation", ACTIVATIONS)
+        check_nonnegative(self.alpha, "alpha")
+        test_size = check_nonnegative(self.test_size, "test_size")
+        if not 0 < test_size < 1:
+            raise ValueError(f"test_size must be in (0, 1), got {self.test_size!r}.")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be in [0, {MAX_SEED}], got {self.seed}.")
+        if not isinstance(self.hidden, tuple) or not all(
+            _is_int(h) and h >= 1 for h in self.hidden
+        ):
+            raise TypeError(
+                f"hidden must be a list of layer sizes >= 1 such as [16], got {self.hidden!r}."
             )
         if self.model != "logistic" and not self.hidden:
-            raise ValueError(f"problem {self.name!r}: model {self.model!r} needs hidden sizes.")
-        if self.dataset == "synthetic" and (self.n_samples < 10 or self.n_features < 1):
-            raise ValueError(
-                f"problem {self.name!r}: synthetic data need n_samples >= 10 and "
-                f"n_features >= 1, got {self.n_samples} and {self.n_features}."
-            )
-        if self.dataset == "file":
-            if self.format not in FILE_FORMATS:
+            raise ValueError(f"model {self.model!r} needs hidden sizes.")
+        if self.dataset == "synthetic":
+            if self.n_samples < 10 or self.n_features < 2 or self.n_classes < 2:
                 raise ValueError(
-                    f"problem {self.name!r}: file format must be one of {FILE_FORMATS}, "
-                    f"got {self.format!r}."
+                    "synthetic data need n_samples >= 10, n_features >= 2 and "
+                    f"n_classes >= 2, got {self.n_samples}, {self.n_features} and "
+                    f"{self.n_classes}."
                 )
-            if not Path(self.path).is_file():
-                raise ValueError(f"problem {self.name!r}: data file not found: {self.path!r}.")
+            if self.n_classes > 2**self.n_informative:
+                raise ValueError(
+                    f"synthetic data with {self.n_features} features have "
+                    f"{self.n_informative} informative ones, which separate at most "
+                    f"{2**self.n_informative} classes; got n_classes = {self.n_classes}."
+                )
+        if self.dataset == "file":
+            check_choice(self.format, "file format", FILE_FORMATS)
+            if not Path(self.path).exists():
+                raise ValueError(f"data file not found: {self.path!r}.")
+
+    @property
+    def n_informative(self) -> int:
+        """Informative features of synthetic data: half of them, at least 2."""
+        return max(2, min(self.n_features, self.n_features // 2))
 
     @property
     def convex(self) -> bool:
@@ -156,10 +188,8 @@ class Problem:
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         if self.dataset == "file":
-            path = Path(self.path)
-            d["path"] = path.name
-            stat = path.stat()
-            d["file_sha256"] = _file_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+            d["path"] = Path(self.path).name
+            d["file_sha256"] = self.read_file().sha256
         return d
 
     # ------------------------------------------------------------------ loading
@@ -170,7 +200,7 @@ class Problem:
             return datasets.make_classification(
                 n_samples=self.n_samples,
                 n_features=self.n_features,
-                n_informative=max(2, min(self.n_features, self.n_features // 2)),
+                n_informative=self.n_informative,
                 n_redundant=0,
                 n_classes=self.n_classes,
                 n_clusters_per_class=1,
@@ -178,7 +208,37 @@ class Problem:
                 flip_y=0.05,
                 random_state=self.seed,
             )
-        return _read_file(self.path, self.format, self.label_column)
+        return self.read_file().arrays()
+
+    def read_file(self) -> FileData:
+        """The data file read and checked once while it is unchanged (validation, run keys
+        and loading share the one read); ValueError naming the file if it cannot be read."""
+        if self.dataset != "file":
+            raise ValueError(f"problem {self.name!r} reads no file (dataset {self.dataset!r}).")
+        path = Path(self.path)
+        try:
+            stat = path.stat()
+        except OSError as exc:
+            raise ValueError(f"cannot read data file {self.path!r}: {exc.strerror}.") from None
+        return _read_file(
+            str(path.resolve()), self.format, self.label_column, stat.st_mtime_ns, stat.st_size
+        )
+
+    def validate(self, seeds=(0,)) -> None:
+        """Raise ValueError naming this problem if it cannot be loaded for ``seeds``.
+
+        A data file is read and checked (see :meth:`read_file`) and split for every seed,
+        so a file too small to stratify fails here and not in a run. Bundled and
+        synthetic data are checked by their fields alone (generating the 100k-sample
+        synthetic problems to check them would cost what a run costs).
+        """
+        if self.dataset != "file":
+            return
+        for seed in seeds:
+            try:
+                self.load(seed)
+            except ValueError as exc:
+                raise ValueError(f"problem {self.name!r}: {exc}") from None
 
     def load(self, seed: int = 0) -> ProblemData:
         """Arrays and model for run seed ``seed``, built once per process, problem and seed
@@ -190,18 +250,32 @@ class Problem:
         split_seed = int(np.random.SeedSequence([self.seed, int(seed)]).generate_state(1)[0])
         stamp = None
         if self.dataset == "file":
-            stat = Path(self.path).stat()
-            stamp = (stat.st_mtime_ns, stat.st_size)
+            stamp = self.read_file().sha256
         return _load(self, split_seed, stamp)
 
     def _build(self, split_seed: int) -> ProblemData:
         X, y = self._raw()
-        X = np.asarray(X, dtype=np.float64)
-        _, y = np.unique(np.asarray(y), return_inverse=True)
-        stratify = y if self.model != "autoencoder" else None
-        X_tr, X_te, y_tr, y_te = train_test_split(
-            X, y, test_size=self.test_size, random_state=split_seed, stratify=stratify
+        X = check_finite_array(X, "X", ndim=2, dtype=np.float64)
+        classes, y, counts = np.unique(
+            check_finite_array(y, "y", ndim=1), return_inverse=True, return_counts=True
         )
+        stratify = y if self.model != "autoencoder" else None
+        where = f"data file {self.path!r}" if self.dataset == "file" else self.dataset
+        if stratify is not None and (len(classes) < 2 or counts.min() < 2):
+            raise ValueError(
+                f"{where}: expected at least 2 classes with at least 2 samples each (the "
+                f"split is stratified), got {X.shape[0]} samples in classes "
+                f"{dict(zip(classes.tolist(), counts.tolist()))}."
+            )
+        try:
+            X_tr, X_te, y_tr, y_te = train_test_split(
+                X, y, test_size=self.test_size, random_state=split_seed, stratify=stratify
+            )
+        except ValueError as exc:
+            raise ValueError(
+                f"{where}: cannot split {X.shape[0]} samples with "
+                f"test_size={self.test_size} ({exc})."
+            ) from None
         scaler = StandardScaler().fit(X_tr)
         X_tr, X_te = scaler.transform(X_tr), scaler.transform(X_te)
         n_features = X_tr.shape[1]
@@ -222,35 +296,124 @@ def _load(problem: Problem, split_seed: int, stamp) -> ProblemData:
     return problem._build(split_seed)
 
 
-@lru_cache(maxsize=64)
-def _file_digest(path: str, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+@dataclass(frozen=True)
+class FileData:
+    """A data file read once: the SHA-256 of its bytes and, if they parse and pass the
+    checks, features X (n_samples, n_features) and labels y (n_samples,); otherwise
+    ``error`` says what is wrong. A damaged file still has a hash, so the runs of a file
+    broken after validation get keys and are stored as errors."""
+
+    sha256: str
+    X: np.ndarray | None = None
+    y: np.ndarray | None = None
+    error: str = ""
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(X, y), or ValueError with :attr:`error`."""
+        if self.error:
+            raise ValueError(self.error)
+        return self.X, self.y
 
 
-def _read_file(path: str, fmt: str, label_column: int):
-    if fmt == "svmlight":
-        X, y = datasets.load_svmlight_file(path)
-        return X.toarray(), y
-    if fmt == "npz":
-        with np.load(path) as data:
-            missing = {"X", "y"} - set(data.files)
-            if missing:
-                raise ValueError(
-                    f"NPZ file {path!r} must contain arrays 'X' and 'y'; missing {sorted(missing)}."
-                )
-            return data["X"], data["y"]
-    table = np.genfromtxt(path, delimiter=",", dtype=np.float64)
-    if table.ndim != 2 or table.shape[1] < 2 or np.isnan(table).any():
+@lru_cache(maxsize=2)
+def _read_file(path: str, fmt: str, label_column: int, mtime_ns: int, size: int) -> FileData:
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read data file {path!r}: {exc.strerror}.") from None
+    sha256 = hashlib.sha256(raw).hexdigest()
+    try:
+        X, y = _PARSERS[fmt](io.BytesIO(raw), label_column)
+        X = check_finite_array(X, "X (features)", ndim=2, dtype=np.float64)
+        y = check_finite_array(y, "y (labels)", ndim=1)
+        if X.shape[0] != y.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]} labels.")
+        if X.shape[1] == 0:
+            raise ValueError("expected at least one feature, got 0.")
+    except ValueError as exc:
+        return FileData(sha256, error=f"{fmt} data file {path!r}: {exc}")
+    return FileData(sha256, X, y)
+
+
+def _parse_svmlight(buffer, label_column):
+    try:
+        X, y = datasets.load_svmlight_file(buffer)
+    except ValueError as exc:
+        raise ValueError(f"not a valid LIBSVM/svmlight file ({exc}).") from None
+    except OverflowError:
         raise ValueError(
-            f"CSV file {path!r} must be a numeric table without header and with >= 2 columns."
+            "not a valid LIBSVM/svmlight file: a feature index does not fit in 32 bits."
+        ) from None
+    n_bytes = X.shape[0] * X.shape[1] * 8
+    if n_bytes > MAX_DENSE_BYTES:
+        raise ValueError(
+            f"{X.shape[0]} samples x {X.shape[1]} features (the largest feature index) "
+            f"densify to {n_bytes / 2**30:.3g} GiB of float64, above the "
+            f"{MAX_DENSE_BYTES / 2**30:g} GiB limit; expected a feature index <= "
+            f"{MAX_DENSE_BYTES // (8 * max(X.shape[0], 1))}."
+        )
+    return X.toarray(), y
+
+
+def _parse_npz(buffer, label_column):
+    try:
+        data = np.load(buffer, allow_pickle=False)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"not an NPZ archive (np.savez) ({exc}).") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(
+            "expected an NPZ archive with arrays 'X' and 'y' (np.savez), got a single .npy array."
+        )
+    with data:
+        missing = {"X", "y"} - set(data.files)
+        if missing:
+            raise ValueError(
+                f"expected arrays 'X' and 'y', missing {sorted(missing)} "
+                f"(the file holds {sorted(data.files)})."
+            )
+        try:
+            return data["X"], data["y"]
+        except (ValueError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"cannot read arrays 'X' and 'y' ({exc}).") from None
+
+
+def _parse_csv(buffer, label_column):
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # empty input: checked below
+            table = np.loadtxt(buffer, delimiter=",", dtype=np.float64, ndmin=2)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"expected a numeric table without header, comma-separated ({exc})."
+        ) from None
+    if table.shape[0] == 0 or table.shape[1] < 2:
+        raise ValueError(
+            f"expected a numeric table without header, with >= 1 row and >= 2 columns, "
+            f"got shape {table.shape}."
+        )
+    if not -table.shape[1] <= label_column < table.shape[1]:
+        raise ValueError(
+            f"label_column = {label_column} is out of range for {table.shape[1]} columns."
         )
     y = table[:, label_column]
     X = np.delete(table, label_column % table.shape[1], axis=1)
     return X, y
+
+
+_PARSERS = {"svmlight": _parse_svmlight, "npz": _parse_npz, "csv": _parse_csv}
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _check_field_type(value, key: str, kind: type) -> None:
+    ok = _is_int(value) if kind is int else isinstance(value, kind)
+    if not ok:
+        raise TypeError(
+            f"{key} must be {'an integer' if kind is int else 'a string'}, "
+            f"got {type(value).__name__} ({value!r})."
+        )
 
 
 def _registry() -> dict[str, Problem]:
@@ -319,7 +482,4 @@ def problem_from_dict(spec: dict) -> Problem:
         )
     if "name" not in spec or "dataset" not in spec:
         raise ValueError(f"problem entry {spec!r} needs at least 'name' and 'dataset'.")
-    spec = dict(spec)
-    if "hidden" in spec:
-        spec["hidden"] = tuple(spec["hidden"])
     return Problem(**spec)

@@ -25,7 +25,7 @@ from .._typing import Array, Seed
 from .._validation import check_choice, check_finite_array
 from .losses import OutputDistribution, get_head
 
-__all__ = ["MLP", "ForwardCache", "LogisticModel", "PassFlops"]
+__all__ = ["ACTIVATIONS", "MLP", "ForwardCache", "LogisticModel", "PassFlops"]
 
 
 def _tanh(z):
@@ -53,6 +53,8 @@ _ACTIVATIONS = {
     "logistic": _sigmoid,
     "identity": _identity,
 }
+ACTIVATIONS = tuple(_ACTIVATIONS)
+"""Names of the hidden-layer activations."""
 
 
 class ForwardCache(NamedTuple):
@@ -257,8 +259,9 @@ class MLP:
         return ForwardCache(inputs, slopes, z)
 
     def predict_outputs(self, theta: Array, X: Array) -> Array:
-        """Network outputs z of shape (n_samples, n_outputs)."""
-        return self.forward(theta, X).outputs
+        """Network outputs z of shape (n_samples, n_outputs) for X of shape
+        (n_samples, n_features), checked by :meth:`check_X`."""
+        return self.forward(theta, self.check_X(X)).outputs
 
     def backward(self, theta: Array, cache: ForwardCache, U: Array) -> list[Array]:
         """Back-propagate output gradients to every layer's pre-activations.

@@ -452,16 +452,18 @@ def test_grid_goes_on_after_a_failing_run(monkeypatch, tmp_path):
 
 
 def test_grid_goes_on_when_a_convex_problem_fails_to_load(tmp_path):
-    # A data file that exists (so the config validates) but cannot be parsed. For a convex
+    # A data file that validates but is damaged before the grid runs. For a convex
     # problem the grid computes the reference up front; that failure must not lose the
     # grid either: the other problem's runs are stored and the bad ones recorded as errors.
-    (tmp_path / "bad.csv").write_text("x1,x2,label\n1,2,0\n3,4,1\n")
+    X, y = datasets.load_iris(return_X_y=True)
+    np.savetxt(tmp_path / "bad.csv", np.c_[X, y], delimiter=",")
     config_path = tmp_path / "bad.toml"
     config_path.write_text(
         tiny_toml([0], 3).replace('"iris-logistic"', '"bad-csv"')
         + '\n[[problem]]\nname = "bad-csv"\ndataset = "file"\npath = "bad.csv"\nformat = "csv"\n'
     )
     config = load_config(str(config_path))
+    (tmp_path / "bad.csv").write_text("x1,x2,label\n1,2,0\n3,4,1\n")
     results = ResultsStore(tmp_path / "results")
     summary = run_grid(config, results, cache_dir=tmp_path / "cache", progress=False)
     assert (summary.n_total, summary.n_ran, summary.n_errors) == (4, 4, 2)
@@ -883,7 +885,10 @@ BAD_CONFIGS = {
     "malformed-toml": (RUN_OK + "\n[[solver\n", ["malformed TOML", "bad.toml"]),
     "unknown-run-key": (RUN_OK + "bogus_key = 3\n" + SOLVER_OK, ["[run]", "bogus_key"]),
     "duplicate-labels": (RUN_OK + SOLVER_OK + SOLVER_OK, ["duplicate", "gd-armijo"]),
-    "max-iter-zero": (RUN_OK.replace("max_iter = 8", "max_iter = 0") + SOLVER_OK, ["max_iter=0"]),
+    "max-iter-zero": (
+        RUN_OK.replace("max_iter = 8", "max_iter = 0") + SOLVER_OK,
+        ["[run].max_iter", ">= 1, got 0"],
+    ),
     "unknown-hyperparameter": (
         RUN_OK + '\n[[solver]]\nlabel = "gd-typo"\nsolver = "gd"\nlearning_rat = 0.1\n',
         ["'gd-typo'", "learning_rat"],
