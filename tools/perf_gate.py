@@ -157,7 +157,7 @@ def _write(path: Path, baseline: dict) -> None:
 
 
 def main(argv=None) -> int:
-    from natgrad_core.benchmarking.provenance import blas_in_force, numerics_fingerprint
+    from natgrad_core.benchmarking.provenance import blas_libraries, numerics_fingerprint
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     mode = parser.add_mutually_exclusive_group()
@@ -186,11 +186,7 @@ def main(argv=None) -> int:
     reports.append(json.loads(args.json.read_text()))
     timings, metrics = split_metrics(summarize(*reports))
     fingerprint = numerics_fingerprint()
-    kernels = sorted(
-        f"{p['library']} {p['version']} {p['architecture']}"
-        for p in blas_in_force()
-        if p.get("user_api") == "blas"
-    )
+    kernels = sorted(f"{p['library']} {p['version']} {p['architecture']}" for p in blas_libraries())
     entry = {"blas": kernels, "metrics": metrics}
     if args.update:
         numerics = {fingerprint: entry}

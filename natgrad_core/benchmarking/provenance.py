@@ -31,6 +31,7 @@ from threadpoolctl import threadpool_info
 __all__ = [
     "UNKNOWN",
     "blas_in_force",
+    "blas_libraries",
     "code_version",
     "config_hash",
     "environment",
@@ -239,6 +240,13 @@ def blas_in_force() -> list[dict]:
     return sorted(pools, key=lambda p: json.dumps(p, sort_keys=True, default=str))
 
 
+def blas_libraries(pools: list[dict] | None = None) -> list[dict]:
+    """The BLAS pools of ``pools`` (default: :func:`blas_in_force`), without OpenMP's: the
+    libraries whose kernels decide the rounding."""
+    pools = blas_in_force() if pools is None else pools
+    return [p for p in pools if p.get("user_api") == "blas"]
+
+
 @lru_cache(maxsize=1)
 def machine_id() -> str:
     """First 12 hex digits of a SHA-256 over :func:`machine`, the host name and the BLAS
@@ -267,8 +275,7 @@ def numerics_fingerprint(record: dict | None = None) -> str:
         record = {"blas": blas_in_force(), "dependencies": _versions()}
     kernels = sorted(
         f"{p.get('internal_api')}:{p.get('version')}:{p.get('architecture')}"
-        for p in record.get("blas", [])
-        if p.get("user_api") == "blas"
+        for p in blas_libraries(record.get("blas", []))
     )
     deps = record.get("dependencies", {})
     facts = [*kernels, f"numpy:{deps.get('numpy')}", f"scipy:{deps.get('scipy')}"]

@@ -16,7 +16,7 @@ run that "finished" without making progress never reads as a success.
 Every run also returns its record (``frame.attrs["run_record"]``, stored by
 :meth:`store.ResultsStore.write_run` as ``runs/<run_key>.json``): its run key and
 configuration id, the resolved configuration and budget, and the environment of
-:func:`provenance.environment` captured inside the run's ``threadpool_limits`` context, so
+:func:`provenance.environment` captured inside the run's thread limit (``limit_threads``), so
 the BLAS threads recorded are those in force during the run.
 
 Runs stop on max_iter, the target suboptimality, the gradient tolerance, a per-run time
@@ -36,8 +36,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
-from threadpoolctl import threadpool_limits
 
+from .._threads import limit_threads
 from .._validation import SingularCurvatureWarning
 from ..curvature import DenseFisher
 from ..models.objective import Objective
@@ -339,7 +339,7 @@ def execute(
     """
     data = record = None
     try:
-        with threadpool_limits(limits=blas_threads):
+        with limit_threads(blas_threads):
             record = spec.record()
             data = spec.problem.load(spec.seed)
             reason = _infeasible(spec, data)
