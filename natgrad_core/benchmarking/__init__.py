@@ -5,10 +5,11 @@ Data flow: :mod:`problems` → :mod:`reference` → :mod:`runner` (one run) → 
 HTML). :mod:`cli` is the ``natgrad`` command on top.
 """
 
+from .compare import compare
 from .grid import DEFAULT_SOLVERS, GridConfig, load_config, run_grid
 from .problems import PROBLEMS, SUITES, Problem, get_problem
 from .reference import Reference, reference_solution
-from .report import build_report, compare, summary_tables
+from .report import build_report, summary_tables
 from .runner import RunSpec, SolverConfig, execute
 from .store import SCHEMA, SCHEMA_VERSION, ResultsStore
 

@@ -30,9 +30,9 @@ import threading
 import warnings
 from pathlib import Path
 
+from .compare import SAME_TOLERANCE, TIME_THRESHOLD, compare
 from .grid import DEFAULT_SOLVERS, SUITE_BUDGETS, load_config, run_grid, with_seeds
 from .problems import PROBLEMS, SUITES
-from .report import SAME_TOLERANCE, TIME_THRESHOLD, compare
 from .store import ResultsStore, remove_stale_temp_files
 
 __all__ = ["main"]

@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 
 from natgrad_core.benchmarking import report
+from natgrad_core.benchmarking.compare import compare
+from natgrad_core.benchmarking.report import metrics
 from natgrad_core.benchmarking.store import SCHEMA, SCHEMA_VERSION, conform
 
 EPS = (1e-2, 1e-4, 1e-6, 1e-8)
@@ -178,7 +180,7 @@ def test_median_is_inf_when_most_seeds_never_reach():
     ]
     r = row(report.summary_tables(frame_of(*runs), EPS)["time_to_eps"], eps=1e-2)
     assert (r["median"], r["q25"], r["q75"]) == (np.inf, np.inf, np.inf)
-    assert np.isfinite(report._quantile([2.0, np.inf, np.inf], 0.0))
+    assert np.isfinite(metrics._quantile([2.0, np.inf, np.inf], 0.0))
 
 
 # ----------------------------------------------------------------------------- final metrics
@@ -491,7 +493,7 @@ def test_compare_judges_deterministic_measures_not_time_across_machines():
         *_runs("s4", 5, machine="m1", status="diverged"),  # a failed run: worse
     )
     with pytest.warns(UserWarning, match="different machines"):
-        out = report.compare(a, b, eps=1e-6)
+        out = compare(a, b, eps=1e-6)
     verdict = dict(zip(out["solver"], out["verdict"]))
     assert verdict == {"s1": "same", "s2": "worse", "s3": "better", "s4": "worse"}
     assert list(out["solver"]) == ["s2", "s4", "s3", "s1"]  # worse first
@@ -520,7 +522,7 @@ def test_compare_judges_time_on_one_machine(time_b, threshold, expected):
     a, b = frame_of(*_runs("s", 5)), frame_of(*_runs("s", 5, time=time_b))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # one machine: no warning
-        out = report.compare(a, b, time_threshold=threshold)
+        out = compare(a, b, time_threshold=threshold)
     assert (out["time_judged"].iloc[0], out["verdict"].iloc[0]) == (True, expected)
 
 
@@ -528,7 +530,7 @@ def test_compare_floors_final_suboptimality_at_eps_and_counts_flags():
     # both end below eps = 1e-6 (1e-9 vs 1e-8): no change; B's run is flagged: failed
     a = make_run("P", "s", 0, [1.0, 1e-9])
     b = make_run("P", "s", 0, [1.0, 1e-8], flags="loss_increased")
-    out = report.compare(a, b, eps=1e-6).iloc[0]
+    out = compare(a, b, eps=1e-6).iloc[0]
     assert (out["final_suboptimality_a"], out["final_suboptimality_ratio"]) == (1e-6, 1.0)
     assert (out["failed_runs_a"], out["failed_runs_b"], out["verdict"]) == (0, 1, "worse")
 
@@ -536,13 +538,13 @@ def test_compare_floors_final_suboptimality_at_eps_and_counts_flags():
 def test_compare_without_common_rows_raises():
     a, b = frame_of(*_runs("s1", 5)), frame_of(*_runs("s2", 5))
     with pytest.raises(ValueError, match=r"no \(problem, solver\) in common.*s1.*s2"):
-        report.compare(a, b)
+        compare(a, b)
 
 
 def test_compare_uses_a_common_best_known_reference():
     a = make_run("mlp", "s", 0, [np.nan] * 2, [0, 1], convex=False, loss=[1.0, 0.5])
     b = make_run("mlp", "s", 0, [np.nan] * 2, [0, 1], convex=False, loss=[1.0, 0.25])
-    out = report.compare(a, b, eps=1e-6)
+    out = compare(a, b, eps=1e-6)
     # common F* = 0.25: A ends at 0.25 (never reaches 1e-6), B at 0 (reaches at t = 1;
     # final suboptimality floored at eps)
     r = out.iloc[0]

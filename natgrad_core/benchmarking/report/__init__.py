@@ -1,0 +1,158 @@
+"""Tables, figures and a self-contained HTML report from the results table.
+
+A package by job: :mod:`.metrics` (pure functions from the long-format results table to
+per-run and per-configuration numbers; what asv imports), :mod:`.tables` (CSV, Markdown,
+LaTeX), :mod:`.figures` (matplotlib), :mod:`.html` (the page), and :func:`build_report`
+here, which runs them all. Comparing two result sets is :mod:`natgrad_core.benchmarking.compare`.
+Definitions of every measure are in :mod:`.metrics`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from ..provenance import UNKNOWN, provenance
+from ..store import ResultsStore, write_if_changed
+from .figures import make_figures
+from .html import write_html
+from .metrics import (
+    DEFAULT_EPS,
+    FVP_COST,
+    MEASURES,
+    add_best_known,
+    performance_profile,
+    run_metrics,
+    separate_configurations,
+    step_diagnostics,
+    summary_tables,
+)
+from .tables import write_tables
+
+__all__ = [
+    "DEFAULT_EPS",
+    "FVP_COST",
+    "MEASURES",
+    "add_best_known",
+    "build_report",
+    "make_figures",
+    "performance_profile",
+    "run_metrics",
+    "separate_configurations",
+    "step_diagnostics",
+    "summary_tables",
+    "write_html",
+    "write_tables",
+]
+
+
+# ----------------------------------------------------------------------------- 7. all of it
+def _results_record(frame: pd.DataFrame, records: Mapping[str, Mapping]) -> dict:
+    """What a report summarizes: its runs and every distinct passport among them.
+
+    From the rows: number of runs and rows, problems, solver labels, code versions. From
+    the runs' records (``records``: run key -> :meth:`runner.RunSpec.record`): every
+    configuration by ``config_id`` (configuration and budget without problem and seed),
+    and the distinct machines, BLAS libraries and threads, Python and dependency versions
+    and git states. Runs without a record count in ``runs_without_record``, and their
+    configurations are :data:`provenance.UNKNOWN`. No date or host: the record is stable.
+    """
+    keys = sorted(map(str, frame["run_key"].unique()))
+    found = [records[k] for k in keys if k in records]
+
+    def distinct(values) -> list:
+        texts = {json.dumps(v, sort_keys=True, default=str) for v in values}
+        return [json.loads(t) for t in sorted(texts)]
+
+    configurations = dict.fromkeys(sorted(map(str, frame["config_id"].unique())), UNKNOWN)
+    for record in found:
+        configurations[record["config_id"]] = {
+            k: v for k, v in record["configuration"].items() if k not in ("problem", "seed")
+        }
+    return {
+        "n_runs": len(keys),
+        "n_rows": len(frame),
+        "problems": sorted(map(str, frame["problem"].unique())),
+        "solvers": sorted(map(str, frame["solver"].unique())),
+        "code_versions": sorted(map(str, frame["code_version"].unique())),
+        "configurations": configurations,
+        "machines": distinct(r.get("machine", UNKNOWN) for r in found),
+        "git": distinct(
+            {"commit": r.get("git_commit", UNKNOWN), "dirty": r.get("git_dirty", UNKNOWN)}
+            for r in found
+        ),
+        "blas": distinct(r.get("blas", UNKNOWN) for r in found),
+        "python": distinct(r.get("python", UNKNOWN) for r in found),
+        "dependencies": distinct(r.get("dependencies", UNKNOWN) for r in found),
+        "runs_without_record": len(keys) - len(found),
+    }
+
+
+def build_report(
+    frame: pd.DataFrame,
+    out_dir: str | Path,
+    config=None,
+    eps: Sequence[float] = DEFAULT_EPS,
+    records: Mapping[str, Mapping] | None = None,
+    refresh: bool = False,
+) -> Path:
+    """Tables, figures and ``index.html`` for a results table.
+
+    Steps: :func:`separate_configurations`, :func:`add_best_known`, :func:`summary_tables`,
+    :func:`write_tables` into ``out_dir/tables``, :func:`make_figures` into
+    ``out_dir/figures``, :func:`write_html` into ``out_dir``. Tables, figures and HTML
+    carry the record of what they summarize (:func:`_results_record`: runs, code
+    versions, configurations, machines, BLAS, versions, git states, and the
+    ``separated_labels`` given to runs of one label with several configurations), which
+    changes only when the runs do, and each file is rewritten only when its bytes change.
+    The files of an earlier report that this one does not write are removed, and only
+    those: the report's files are listed in the results folder's manifest
+    (:meth:`store.ResultsStore.replace_report_files`), so a user's own file there stays.
+
+    The volatile facts go to one file, ``out_dir/tables/provenance.json``: the
+    :func:`provenance.provenance` of this process (date, host, ``config_hash`` of
+    ``config``) with the record under ``results``. It is rewritten when ``refresh`` is
+    true (runs were just executed), when it is missing, or when the record changed.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Results table following :data:`store.SCHEMA`.
+    out_dir : path
+        Report folder, created if missing.
+    config : JSON-serializable, optional
+        Benchmark configuration; its hash is recorded.
+    eps : sequence of float
+        Absolute suboptimality targets.
+    records : mapping of str to mapping, optional
+        Run records by run key (``ResultsStore.records()``).
+    refresh : bool
+        Rewrite ``provenance.json`` even if the record is unchanged.
+
+    Returns
+    -------
+    Path
+        The ``index.html``.
+    """
+    out_dir = Path(out_dir)
+    separated = separate_configurations(frame)
+    record = _results_record(separated, records or {})
+    relabelled = sorted(set(separated["solver"]) - set(frame["solver"]))
+    if relabelled:
+        record["separated_labels"] = relabelled
+    frame = add_best_known(separated)
+    tables = summary_tables(frame, eps)
+    table_files = write_tables(tables, out_dir / "tables", record)
+    figures = make_figures(frame, out_dir / "figures", eps, provenance_dict=record)
+    index = write_html(out_dir, tables, figures, record)
+    volatile = out_dir / "tables" / "provenance.json"
+    stored = json.loads(volatile.read_text(encoding="utf-8")) if volatile.is_file() else {}
+    if refresh or stored.get("results") != json.loads(json.dumps(record, default=str)):
+        prov = {**provenance(config), "results": record}
+        text = json.dumps(prov, indent=2, sort_keys=True, default=str) + "\n"
+        write_if_changed(volatile, text.encode("utf-8"))
+    ResultsStore(out_dir).replace_report_files([*table_files, *figures, index, volatile])
+    return index

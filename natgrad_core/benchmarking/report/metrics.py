@@ -1,0 +1,451 @@
+"""Tables, figures and a self-contained HTML report from the results table.
+
+The input everywhere is the long-format table of :data:`store.SCHEMA` (one row per
+recorded iteration per run, e.g. ``ResultsStore(root).load()``). A *run* is one
+``run_key``; statistics "over seeds" are over the runs of one (problem, solver,
+config_id): runs whose configuration or budget differ are never pooled, and a solver
+label shared by several configurations or code versions is told apart in tables and
+figures (:func:`separate_configurations`).
+
+Definitions used throughout
+---------------------------
+suboptimality
+    ``loss - F*``. For convex problems ``F*`` is the exact optimum computed by the
+    runner (column ``reference`` = ``"exact"``); for non-convex problems
+    :func:`add_best_known` sets ``F*`` to the lowest finite loss recorded by *any* run of
+    that problem in the table (``reference`` = ``"best known"``), so those numbers are
+    relative to the table they were computed from.
+ε-targets
+    Absolute suboptimality thresholds (not relative ones): a run reaches ε at its first
+    recorded iteration with ``suboptimality <= ε``. A run that never does (including
+    skipped and failed runs) has cost ``+inf`` to reach ε.
+first-order calls
+    ``n_grad + n_loss + 2 * n_fvp``: a Fisher-vector product costs about two gradient
+    passes (a forward and a backward pass through the linearized model). Loss-only and
+    gradient evaluations count one each, as the optimizers count them. Curvature
+    construction is *excluded*: a dense or K-FAC step looks almost free in this unit.
+work
+    First-order calls plus the curvature's construction, in gradient evaluations::
+
+        work = n_grad + n_loss + 2 n_fvp + (n_backprop · backprop_flops + n_flops) / grad_flops
+
+    ``n_backprop`` counts output columns pulled back through the network (the K columns
+    of √Λ per exact build, per K-FAC or diagonal statistic, per preconditioner),
+    ``backprop_flops`` is the cost of one (its propagation through the hidden layers),
+    ``n_flops`` the dense linear algebra (Gram builds, Cholesky n³/3, eigendecompositions
+    9n³, solves), and ``grad_flops`` the flops of one gradient evaluation on the run's
+    batch (forward ≈ 2·N·P + backward ≈ 4·N·P, :meth:`MLP.pass_flops`). Deterministic,
+    unlike time; NaN for rows stored without ``grad_flops``.
+cost per step
+    ``(final time / final iteration) / grad_time``: the mean optimizer time of one step
+    in units of one full-gradient evaluation measured in the same run.
+median and IQR
+    Over the runs of one (problem, solver): the 50 % quantile and the 25 % / 75 %
+    quantiles (columns ``q25`` / ``q75``) with linear interpolation, ignoring NaN and
+    keeping ``+inf`` (an interpolation that touches ``+inf`` is ``+inf``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_EPS: tuple[float, ...] = (1e-2, 1e-4, 1e-6, 1e-8)
+"""Absolute suboptimality targets of the summary tables and profiles."""
+FVP_COST = 2
+"""Cost of one Fisher-vector product in gradient evaluations (first-order calls and work)."""
+MEASURES: dict[str, str] = {
+    "time": "time_to_eps",
+    "work": "work_to_eps",
+    "first_order_calls": "first_order_calls_to_eps",
+    "iterations": "iterations_to_eps",
+}
+"""Cost measures for :func:`performance_profile` and the to-ε tables -> per-run column."""
+STATUS_ORDER = ("converged", "target", "max_iter", "time_limit", "diverged", "skipped", "error")
+PLOT_FLOOR = 1e-16
+"""Suboptimalities below this (exact zeros, rounding) are drawn at this value on log axes."""
+
+_KEYS = ["problem", "solver"]
+_GROUP = [*_KEYS, "config_id"]
+"""A summary row: one problem, one solver label, one configuration (runs differ by seed)."""
+_SPREAD = ["median", "q25", "q75"]
+
+
+# ----------------------------------------------------------------------------- statistics
+def _quantile(values, q: float, axis: int = -1) -> np.ndarray | float:
+    """Linear-interpolation quantile that ignores NaN and keeps +inf without warnings.
+
+    ``numpy.quantile`` interpolates ``inf - inf`` to NaN (with a warning); here two equal
+    neighbours give their value and a finite/inf pair gives inf.
+    """
+    a = np.moveaxis(np.sort(np.asarray(values, dtype=np.float64), axis=axis), axis, -1)
+    if a.shape[-1] == 0:
+        return np.full(a.shape[:-1], np.nan)[()]
+    n = np.sum(~np.isnan(a), axis=-1)
+    h = np.maximum(n - 1, 0) * q
+    lo = np.floor(h).astype(np.intp)
+    hi = np.ceil(h).astype(np.intp)
+    lo_v = np.take_along_axis(a, lo[..., None], axis=-1)[..., 0]
+    hi_v = np.take_along_axis(a, hi[..., None], axis=-1)[..., 0]
+    with np.errstate(invalid="ignore"):
+        out = np.where(lo_v == hi_v, lo_v, lo_v + (h - lo) * (hi_v - lo_v))
+    return np.where(n == 0, np.nan, out)[()]
+
+
+def _spread(groups) -> pd.DataFrame:
+    """median, q25, q75 of a SeriesGroupBy (see :func:`_quantile`)."""
+    return groups.agg(
+        median=lambda s: _quantile(s.to_numpy(), 0.5),
+        q25=lambda s: _quantile(s.to_numpy(), 0.25),
+        q75=lambda s: _quantile(s.to_numpy(), 0.75),
+    )
+
+
+def _ratio(a, b) -> np.ndarray:
+    """b / a with 1 where equal (0/0, inf/inf), inf where a == 0 < b, NaN if either is NaN."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(a == b, 1.0, b / a)
+    return np.where(np.isnan(a) | np.isnan(b), np.nan, out)
+
+
+# ----------------------------------------------------------------------------- 1. reference
+def add_best_known(frame: pd.DataFrame) -> pd.DataFrame:
+    """Fill suboptimality of non-convex problems from the best loss any run recorded.
+
+    For rows with ``convex == False``::
+
+        F*_best(problem, seed) = min over all rows of that problem and seed with a finite loss
+        suboptimality      = loss - F*_best
+        rel_suboptimality  = (loss - F*_best) / |F*_best|   (NaN if F*_best == 0)
+
+    The reference is per seed because the run seed draws the train/test split: runs of
+    two seeds minimize two different training objectives, and one seed's best loss says
+    nothing about the other's. Convex rows keep the exact values written by the runner
+    (also per seed). A column ``reference`` is added (or replaced): ``"exact"`` for convex
+    problems, ``"best known"`` otherwise. The best-known reference depends on the runs in
+    ``frame``: adding a better run changes the suboptimality of every other run of that
+    problem and seed.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Results table following :data:`store.SCHEMA`.
+
+    Returns
+    -------
+    DataFrame
+        A copy with the columns filled.
+    """
+    out = frame.copy()
+    convex = out["convex"].astype(bool)
+    loss = out["loss"].astype(np.float64)
+    best = loss.where(np.isfinite(loss)).groupby([out["problem"], out["seed"]]).transform("min")
+    sub = loss - best
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = sub / best.abs().where(best != 0)
+    out["suboptimality"] = out["suboptimality"].where(convex, sub)
+    out["rel_suboptimality"] = out["rel_suboptimality"].where(convex, rel)
+    out["reference"] = np.where(convex, "exact", "best known")
+    return out
+
+
+def _with_reference(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame if "reference" in frame.columns else add_best_known(frame)
+
+
+def separate_configurations(frame: pd.DataFrame) -> pd.DataFrame:
+    """Give every (configuration, code version) of a solver label a label of its own.
+
+    A label used by runs of one ``config_id`` and one ``code_version`` is kept. A label
+    used by several gets a suffix naming what differs::
+
+        "kfac [cfg 3f2a1b0c9d8e]"                    several configurations
+        "kfac [code 9c8d7e6f5a4b]"                   one configuration, several code versions
+        "kfac [cfg 3f2a1b0c9d8e, code 9c8d7e6f5a4b]" both
+
+    so that no table, profile or figure pools them. The suffix is the same on every
+    problem, so a label still names one configuration across problems. Idempotent.
+    """
+    runs = frame.drop_duplicates("run_key")
+    spans = runs.groupby("solver")[["config_id", "code_version"]].nunique()
+    mixed = spans[(spans > 1).any(axis=1)]
+    if mixed.empty:
+        return frame
+    out = frame.copy()
+    for label, (n_configs, n_codes) in mixed.iterrows():
+        rows = out["solver"] == label
+        parts = []
+        if n_configs > 1:
+            parts.append("cfg " + out.loc[rows, "config_id"].astype(str))
+        if n_codes > 1:
+            parts.append("code " + out.loc[rows, "code_version"].astype(str))
+        suffix = parts[0] if len(parts) == 1 else parts[0] + ", " + parts[1]
+        out.loc[rows, "solver"] = label + " [" + suffix + "]"
+    return out
+
+
+# ----------------------------------------------------------------------------- per-run metrics
+def run_metrics(frame: pd.DataFrame, eps: Sequence[float]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The per-run numbers every table, profile and asv track_ benchmark is built from.
+
+    Returns ``(runs, crossing)``. ``runs`` (index run_key): problem, solver, seed,
+    config_id, code_version, reference, status, final_suboptimality, final_test_metric,
+    cost_per_step (optimizer time per step / time of one gradient evaluation) and
+    mean_fidelity. ``crossing`` (one row per run and ε): time_to_eps, work_to_eps (gradient
+    evaluations including the curvature's construction, see the module doc),
+    first_order_calls_to_eps (n_grad + n_loss + 2·n_fvp, curvature excluded) and
+    iterations_to_eps at the first iteration with suboptimality ≤ ε, +inf if never, with
+    problem, solver, config_id and reference.
+    Non-convex problems get the "best known" reference of :func:`add_best_known` first.
+    """
+    f = _with_reference(frame).sort_values(["run_key", "iteration"], kind="stable")
+    calls = f["n_grad"] + f["n_loss"] + FVP_COST * f["n_fvp"]
+    curvature = f["n_backprop"] * f["backprop_flops"].astype(np.float64) + f["n_flops"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        in_gradients = np.where(
+            f["grad_flops"] > 0, curvature / f["grad_flops"], np.where(curvature == 0, 0.0, np.nan)
+        )
+    f = f.assign(first_order_calls=calls, work=calls + in_gradients)
+    by_run = f.groupby("run_key", sort=True)
+    last = by_run.tail(1).set_index("run_key").sort_index()
+    steps = last["iteration"].where(last["iteration"] > 0).astype(np.float64)
+    grad_time = last["grad_time"].where(last["grad_time"] > 0)
+    runs = pd.DataFrame(
+        {
+            "problem": last["problem"],
+            "solver": last["solver"],
+            "seed": last["seed"],
+            "config_id": last["config_id"],
+            "code_version": last["code_version"],
+            "reference": last["reference"],
+            "status": last["status"],
+            "final_suboptimality": last["suboptimality"].astype(np.float64),
+            "final_test_metric": last["test_metric"].astype(np.float64),
+            "cost_per_step": last["time"] / steps / grad_time,
+            "mean_fidelity": by_run["fidelity"].mean(),
+        }
+    )
+    pieces = []
+    for e in eps:
+        hit = f[f["suboptimality"] <= e].groupby("run_key", sort=False).head(1)
+        hit = hit.set_index("run_key")
+        costs = pd.DataFrame(
+            {
+                "time_to_eps": hit["time"].astype(np.float64),
+                "work_to_eps": hit["work"].astype(np.float64),
+                "first_order_calls_to_eps": hit["first_order_calls"].astype(np.float64),
+                "iterations_to_eps": hit["iteration"].astype(np.float64),
+            }
+        ).reindex(runs.index, fill_value=np.inf)  # never reached: +inf; unknown stays NaN
+        pieces.append(costs.assign(eps=float(e)))
+    crossing = pd.concat(pieces).rename_axis("run_key").reset_index()
+    crossing = crossing.merge(runs[[*_GROUP, "reference"]], left_on="run_key", right_index=True)
+    return runs, crossing
+
+
+def _to_eps_table(crossing: pd.DataFrame, column: str) -> pd.DataFrame:
+    keys = [*_GROUP, "eps"]
+    g = crossing.groupby(keys, sort=True)
+    table = _spread(g[column])
+    table["reached"] = g[column].agg(lambda s: int(np.isfinite(s.to_numpy()).sum()))
+    table["n_runs"] = g.size()
+    table["reference"] = g["reference"].first()
+    table = table.reset_index()[[*_GROUP, "reference", "eps", *_SPREAD, "reached", "n_runs"]]
+    table = table.sort_values(
+        ["problem", "eps", "median", "solver"], ascending=[True, False, True, True]
+    )
+    return table.reset_index(drop=True)
+
+
+def _final_table(runs: pd.DataFrame, column: str, reference: bool = False) -> pd.DataFrame:
+    g = runs.groupby(_GROUP, sort=True)
+    table = _spread(g[column])
+    table["n_runs"] = g.size()
+    cols = [*_GROUP, *_SPREAD, "n_runs"]
+    if reference:
+        table["reference"] = g["reference"].first()
+        cols.insert(len(_GROUP), "reference")
+    return table.reset_index()[cols]
+
+
+def summary_tables(
+    frame: pd.DataFrame, eps: Sequence[float] = DEFAULT_EPS
+) -> dict[str, pd.DataFrame]:
+    """Per (problem, solver, config_id) statistics over seeds.
+
+    Runs are pooled only when they share problem, solver label and ``config_id`` (the
+    resolved configuration and budget); labels that several configurations or code
+    versions share are told apart first by :func:`separate_configurations`.
+
+    Targets ε are on the *absolute* suboptimality ``loss - F*`` (exact or best known, see
+    :func:`add_best_known`, applied here if ``frame`` has no ``reference`` column).
+    For each run:
+
+    * time-to-ε: ``time`` at the first recorded iteration with suboptimality ≤ ε
+      (seconds inside optimizer steps), ``+inf`` if never reached;
+    * work-to-ε: gradient evaluations including the curvature's construction at that
+      same iteration (module doc), ``+inf`` if never reached;
+    * first-order-calls-to-ε: ``n_grad + n_loss + 2 n_fvp`` at that same iteration (an
+      FVP costs about two gradient passes; curvature construction excluded);
+    * iterations-to-ε: ``iteration`` at that same row, ``+inf`` if never reached;
+    * final suboptimality: at the run's last row;
+    * cost per step: ``(final time / final iteration) / grad_time``, in units of one
+      full-gradient evaluation (NaN when the run made no step or has no grad_time);
+    * fidelity: mean over the run's recorded iterations (NaN if none recorded);
+    * test metric: at the run's last row (accuracy, or MSE for the autoencoder).
+
+    These are summarized over the runs of a (problem, solver) by the median and the
+    interquartile range ``q25``/``q75`` (linear interpolation, NaN ignored; ``+inf`` kept,
+    so the median is ``+inf`` when more than half the runs never reach ε).
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Results table following :data:`store.SCHEMA`.
+    eps : sequence of float
+        Absolute suboptimality targets.
+
+    Returns
+    -------
+    dict of str to DataFrame
+        ``time_to_eps``, ``work_to_eps``, ``first_order_calls_to_eps``,
+        ``iterations_to_eps`` (columns problem, solver, config_id, reference, eps, median,
+        q25, q75, reached = runs that reached ε, n_runs); ``final_suboptimality`` (with
+        reference), ``cost_per_step``, ``fidelity``, ``test_metric`` (columns problem,
+        solver, config_id, median, q25, q75, n_runs); and ``status`` (problem, solver,
+        config_id, n_runs and the number of runs per status).
+    """
+    frame = separate_configurations(frame)
+    runs, crossing = run_metrics(frame, eps)
+    tables = {name: _to_eps_table(crossing, name) for name in MEASURES.values()}
+    tables["final_suboptimality"] = _final_table(runs, "final_suboptimality", reference=True)
+    tables["cost_per_step"] = _final_table(runs, "cost_per_step")
+    tables["fidelity"] = _final_table(runs, "mean_fidelity")
+    tables["test_metric"] = _final_table(runs, "final_test_metric")
+    counts = runs.groupby([*_GROUP, "status"]).size().unstack("status", fill_value=0)
+    order = [s for s in STATUS_ORDER if s in counts.columns]
+    order += sorted(c for c in counts.columns if c not in STATUS_ORDER)
+    counts = counts[order].astype(np.int64)
+    counts.columns.name = None
+    counts.insert(0, "n_runs", counts.sum(axis=1))
+    diagnostics = step_diagnostics(frame)
+    tables["status"] = counts.reset_index().merge(diagnostics[[*_KEYS, "flagged"]], on=_KEYS)
+    tables["step_diagnostics"] = diagnostics
+    return tables
+
+
+def _last_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The last recorded row of every run, indexed by run_key."""
+    f = frame.sort_values(["run_key", "iteration"], kind="stable")
+    return f.groupby("run_key", sort=True).tail(1).set_index("run_key")
+
+
+def step_diagnostics(frame: pd.DataFrame) -> pd.DataFrame:
+    """What the steps of each (problem, solver) went through, summed over its runs.
+
+    From the runner's per-run counts of the per-step ``step_status``::
+
+        steps      = sum over runs of the final iteration (steps attempted)
+        rejected   = sum of n_rejected   (steps not taken: rejected, no descent, ...)
+        cg_capped  = sum of n_cg_capped  (CG solves stopped at their iteration cap)
+        fallbacks  = sum of n_fallbacks  (solves that fell back to jitter or pinv)
+        flagged    = runs with any flag  (loss ended above its start, mostly rejected)
+        flags      = each flag with its number of runs, e.g. "loss_increased x2"
+
+    Returns
+    -------
+    DataFrame
+        Columns problem, solver, n_runs, steps, rejected, cg_capped, fallbacks, flagged,
+        flags; one row per (problem, solver).
+    """
+    last = _last_rows(frame)
+    g = last.groupby(_KEYS, sort=True)
+    table = g.agg(
+        n_runs=("iteration", "size"),
+        steps=("iteration", "sum"),
+        rejected=("n_rejected", "sum"),
+        cg_capped=("n_cg_capped", "sum"),
+        fallbacks=("n_fallbacks", "sum"),
+        flagged=("flags", lambda s: int((s != "").sum())),
+        flags=("flags", _count_flags),
+    )
+    return table.reset_index()
+
+
+def _count_flags(flags: pd.Series) -> str:
+    counts = flags[flags != ""].str.split(";").explode().value_counts()
+    return ", ".join(f"{name} x{n}" for name, n in sorted(counts.items()))
+
+
+# ----------------------------------------------------------------------------- 3. profiles
+def _median_cost(frame: pd.DataFrame, eps: float, measure: str) -> pd.DataFrame:
+    """problem x solver matrix of the median (over seeds) cost to reach ε (+inf if not)."""
+    if measure not in MEASURES:
+        raise ValueError(f"measure must be one of {list(MEASURES)}, got {measure!r}.")
+    _, crossing = run_metrics(frame, (eps,))
+    med = _spread(crossing.groupby(_KEYS)[MEASURES[measure]])["median"]
+    solvers = sorted(frame["solver"].unique())
+    return med.unstack("solver").reindex(columns=solvers).fillna(np.inf)
+
+
+def performance_profile(
+    frame: pd.DataFrame, eps: float, measure: str = "time", n_tau: int = 100
+) -> pd.DataFrame:
+    """Dolan–Moré performance profiles of the solvers across the problems.
+
+    For problem p and solver s let ``c[p, s]`` be the median over seeds of the cost to
+    reach absolute suboptimality ε (``+inf`` if the median run never reaches it, or if s
+    has no run on p). The performance ratio is::
+
+        r[p, s] = c[p, s] / min_s' c[p, s']     (= 1 if c[p, s] equals that minimum,
+                                                 +inf if c[p, s] = +inf)
+
+    and the profile is ``rho_s(tau) = |{p : r[p, s] <= tau}| / |P|`` over all problems P
+    in ``frame``. rho_s(1) is the fraction of problems on which s is (jointly) fastest;
+    rho_s(tau) for large tau the fraction s solves at all.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Results table following :data:`store.SCHEMA`.
+    eps : float
+        Absolute suboptimality target.
+    measure : {"time", "work", "first_order_calls", "iterations"}
+        Cost measure (see :func:`summary_tables`).
+    n_tau : int
+        Number of log-spaced tau values from 1 to the largest finite ratio; every finite
+        ratio is added to the grid, so the step function is exact at its jumps.
+
+    Returns
+    -------
+    DataFrame
+        Tidy columns ``solver``, ``tau``, ``fraction``, sorted by solver and tau.
+        ``attrs`` holds ``eps``, ``measure`` and ``n_problems``.
+    """
+    cost = _median_cost(_with_reference(separate_configurations(frame)), eps, measure)
+    c = cost.to_numpy(dtype=np.float64)
+    if c.size == 0:
+        out = pd.DataFrame({"solver": [], "tau": [], "fraction": []})
+        out.attrs.update(eps=float(eps), measure=measure, n_problems=len(cost))
+        return out
+    best = c.min(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(c == best, 1.0, c / best)
+    r = np.where(np.isinf(c), np.inf, r)
+    finite = r[np.isfinite(r)]
+    tau_max = max(float(finite.max()), 1.0) if finite.size else 1.0
+    grid = np.unique(np.concatenate([np.geomspace(1.0, tau_max, max(n_tau, 1)), finite]))
+    fraction = (r[:, :, None] <= grid[None, None, :]).mean(axis=0)
+    out = pd.DataFrame(
+        {
+            "solver": np.repeat(cost.columns.to_numpy(dtype=object), grid.size),
+            "tau": np.tile(grid, c.shape[1]),
+            "fraction": fraction.ravel(),
+        }
+    )
+    out.attrs.update(eps=float(eps), measure=measure, n_problems=len(cost))
+    return out
