@@ -304,7 +304,7 @@ def _frame(spec, record, data, rows, status, message, n_concurrent, blas_threads
         "n_params": data.model.n_params if data is not None else 0,
         "n_train": data.X_train.shape[0] if data is not None else 0,
         "solver": spec.solver.label,
-        "solver_name": spec.solver.solver,
+        "algorithm": spec.solver.solver,
         "params": json.dumps(spec.solver.kwargs, sort_keys=True),
         "seed": spec.seed,
         "batch_size": spec.batch_size or 0,

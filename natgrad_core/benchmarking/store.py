@@ -17,7 +17,10 @@ Layout under the results folder::
 ``run_key`` hashes the run's configuration (problem, solver and every hyperparameter,
 seed, budget) and the code version (a hash of the package's source), not the order of the
 grid. Columns and their meaning are :data:`SCHEMA`; ``schema_version`` is stored in every
-row and checked on load. A file whose bytes would not change is not rewritten
+row and checked on load. Files of an older layout that :data:`UPGRADES` knows are read
+through it (schema 2 named the algorithm column ``solver_name``; schema 3 calls it
+``algorithm``), so results committed by an older natgrad still load; any other version is
+refused. A file whose bytes would not change is not rewritten
 (:func:`write_if_changed`), so regenerating unchanged results leaves git clean. Files are
 created with the permissions the umask allows, like any file the user writes.
 
@@ -55,13 +58,14 @@ __all__ = [
     "MANIFEST",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "UPGRADES",
     "DamagedRunWarning",
     "ResultsStore",
     "remove_stale_temp_files",
     "write_if_changed",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA: dict[str, tuple[str, str]] = {
     "schema_version": ("int64", "version of this table layout"),
@@ -76,8 +80,11 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "convex": ("bool", "whether a true optimum was computed (logistic regression)"),
     "n_params": ("int64", "number of parameters"),
     "n_train": ("int64", "training samples"),
-    "solver": ("str", "solver configuration label"),
-    "solver_name": ("str", "exact|diag|kfac|ekfac|cg|gd|momentum|adam|lbfgs"),
+    "solver": ("str", "solver configuration label (what tables and figures group by)"),
+    "algorithm": (
+        "str",
+        "the algorithm the label configures: exact|diag|kfac|ekfac|cg|gd|momentum|adam|lbfgs",
+    ),
     "params": ("str", "every hyperparameter of the solver, as sorted JSON"),
     "seed": (
         "int64",
@@ -149,7 +156,29 @@ SCHEMA: dict[str, tuple[str, str]] = {
 }
 
 
-_STRING_DTYPES = {col: str for col, (dtype, _) in SCHEMA.items() if dtype == "str"}
+UPGRADES: dict[int, dict[str, str]] = {2: {"solver_name": "algorithm"}}
+"""Older schema versions this natgrad reads, each with the column renames that bring a
+table of that version to :data:`SCHEMA_VERSION` (applied on load; files are not rewritten)."""
+
+_STRING_DTYPES = {col: str for col, (dtype, _) in SCHEMA.items() if dtype == "str"} | {
+    old: str
+    for renames in UPGRADES.values()
+    for old, new in renames.items()
+    if SCHEMA[new][0] == "str"
+}
+
+
+def _upgrade(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` in the layout of :data:`SCHEMA_VERSION` when all its rows are of one
+    version that :data:`UPGRADES` knows; otherwise unchanged."""
+    version = frame.get("schema_version")
+    if version is None or not pd.api.types.is_integer_dtype(version):
+        return frame
+    versions = set(version)
+    old = versions.pop() if len(versions) == 1 else None
+    if old not in UPGRADES:
+        return frame
+    return frame.rename(columns=UPGRADES[old]).assign(schema_version=SCHEMA_VERSION)
 
 
 def conform(frame: pd.DataFrame) -> pd.DataFrame:
@@ -323,6 +352,7 @@ class ResultsStore:
             frame = _read_rows(data)
         except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser errors included
             return None, f"not a CSV table ({type(exc).__name__}: {str(exc).strip()})"
+        frame = _upgrade(frame)
         version = frame.get("schema_version")
         if version is not None and pd.api.types.is_integer_dtype(version):
             if set(version) != {SCHEMA_VERSION}:  # another layout, not damage: see load()
@@ -415,7 +445,8 @@ class ResultsStore:
             raise ValueError(
                 f"run files in {self.runs_dir} have schema versions {versions} "
                 f"({', '.join(names[:3])}{' ...' if len(names) > 3 else ''}); this natgrad "
-                f"reads version {SCHEMA_VERSION} (run them again, e.g. with --fresh)."
+                f"reads versions {sorted({*UPGRADES, SCHEMA_VERSION})} (run them again, "
+                "e.g. with --fresh)."
             )
         return conform(pd.concat(list(runs.values()), ignore_index=True))
 

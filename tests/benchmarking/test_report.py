@@ -45,7 +45,7 @@ def make_run(problem, solver, seed, subs, times=None, **columns):
         "n_params": 3,
         "n_train": 10,
         "solver": solver,
-        "solver_name": "gd",
+        "algorithm": "gd",
         "params": "{}",
         "seed": seed,
         "batch_size": 0,
