@@ -275,17 +275,7 @@ def _config_from_dict(raw: dict, name: str, base_dir: Path) -> GridConfig:
     else:
         raise ValueError("no problems; give [run].suite, [run].problems or [[problem]] entries.")
 
-    solvers = []
-    for entry in _tables(raw, "solver"):
-        entry = dict(entry)
-        solver = entry.pop("solver", None)
-        label = entry.pop("label", solver)
-        if not isinstance(label, str) or not isinstance(solver, str):
-            raise ValueError(
-                f"every [[solver]] needs a string 'solver' (and 'label', if given), "
-                f"got solver={solver!r} and label={label!r}."
-            )
-        solvers.append(recommended_config(solver, label, **entry))
+    solvers = [_solver_from_entry(entry) for entry in _tables(raw, "solver")]
     labels = [s.label for s in solvers]
     if len(set(labels)) != len(labels):
         raise ValueError(f"duplicate solver labels in {labels}.")
@@ -328,6 +318,34 @@ def _config_from_dict(raw: dict, name: str, base_dir: Path) -> GridConfig:
         batch or None,
         fidelity,
     )
+
+
+def _solver_from_entry(entry: dict) -> SolverConfig:
+    """One ``[[solver]]`` entry: ``solver``, ``label`` and the hyperparameters, given in
+    its ``[solver.params]`` table or (the older, flat form) beside ``solver``; a
+    hyperparameter given in both places is refused. Both forms resolve to the same
+    configuration, hence the same run keys."""
+    entry = dict(entry)
+    solver = entry.pop("solver", None)
+    label = entry.pop("label", solver)
+    params = entry.pop("params", {})
+    if not isinstance(label, str) or not isinstance(solver, str):
+        raise ValueError(
+            f"every [[solver]] needs a string 'solver' (and 'label', if given), "
+            f"got solver={solver!r} and label={label!r}."
+        )
+    if not isinstance(params, dict):
+        raise ValueError(
+            f"solver {label!r}: expected the hyperparameters in a table [solver.params], "
+            f"got params = {params!r}."
+        )
+    twice = sorted(set(params) & set(entry))
+    if twice:
+        raise ValueError(
+            f"solver {label!r}: {twice} given both in [[solver]] and in [solver.params]; "
+            "expected each hyperparameter once (in [solver.params])."
+        )
+    return recommended_config(solver, label, **entry, **params)
 
 
 def load_config(source: str) -> GridConfig:

@@ -122,6 +122,11 @@ def toml(run=None, problem='dataset = "iris"', extra="") -> str:
     )
 
 
+def solver_toml(body: str) -> str:
+    """A registry problem and one ``[[solver]]`` entry whose lines are ``body``."""
+    return f'[run]\nproblems = ["iris-logistic"]\nseeds = [0]\nmax_iter = 2\n\n[[solver]]\n{body}\n'
+
+
 # (id, TOML text, fragments the message must contain)
 CONFIG_CASES = [
     # [[problem]] fields
@@ -224,6 +229,27 @@ CONFIG_CASES = [
     ("problem-name-unknown", toml({"problems": '["q"]'}), ["'q'"]),
     ("problem-name-not-string", toml({"problems": "[1]"}), ["1"]),
     ("no-problems", "[run]\nseeds = [0]\n", ["no problems"]),
+    # [[solver]] and its [solver.params]
+    (
+        "solver-param-in-both-places",
+        solver_toml('solver = "gd"\nlearning_rate = 0.5\n[solver.params]\nlearning_rate = 0.1'),
+        ["'gd'", "['learning_rate']", "both", "[solver.params]"],
+    ),
+    (
+        "solver-params-not-a-table",
+        solver_toml('solver = "gd"\nparams = 3'),
+        ["'gd'", "[solver.params]", "3"],
+    ),
+    (
+        "solver-params-key-unknown",
+        solver_toml('solver = "gd"\n[solver.params]\ncolour = 1'),
+        ["'gd'", "'colour'", "learning_rate"],
+    ),
+    (
+        "solver-params-before-solver",
+        '[run]\nproblems = ["iris-logistic"]\n[solver.params]\nstep = "fixed"\n',
+        ["[[solver]]", "[solver]"],
+    ),
 ]
 
 
@@ -338,3 +364,48 @@ def test_nan_feature_is_refused_whichever_split_it_lands_in(tmp_path, seed):
     problem = Problem("n", "file", path=str(path), format="npz")
     with pytest.raises(ValueError, match=r"one_nan\.npz.*1 NaN or infinite"):
         problem.load(seed)
+
+
+# -------------------------------------------------- [solver.params]: same runs as the flat form
+EQUIVALENT_SOLVER_FORMS = [
+    # (id, flat lines, [solver.params] lines)
+    (
+        "no-hyperparameters",
+        'solver = "gd"\nlabel = "g"',
+        'solver = "gd"\nlabel = "g"\n[solver.params]',
+    ),
+    (
+        "two-hyperparameters",
+        'label = "m"\nsolver = "momentum"\nlearning_rate = 0.05\nnesterov = true',
+        'label = "m"\nsolver = "momentum"\n[solver.params]\nlearning_rate = 0.05\nnesterov = true',
+    ),
+    (
+        "label-defaults-to-the-solver",
+        'solver = "kfac"\nkfac_damping = "per_factor"\ndamping = 1e-3',
+        'solver = "kfac"\n[solver.params]\ndamping = 1e-3\nkfac_damping = "per_factor"',
+    ),
+    (
+        "split-between-both-places",
+        'solver = "adam"\nlearning_rate = 0.02\nbeta1 = 0.8',
+        'solver = "adam"\nbeta1 = 0.8\n[solver.params]\nlearning_rate = 0.02',
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("flat", "nested"),
+    [case[1:] for case in EQUIVALENT_SOLVER_FORMS],
+    ids=[case[0] for case in EQUIVALENT_SOLVER_FORMS],
+)
+def test_solver_params_table_gives_the_runs_of_the_flat_form(tmp_path, flat, nested):
+    grids = []
+    for name, lines in (("flat", flat), ("nested", nested)):
+        path = tmp_path / f"{name}.toml"
+        path.write_text(solver_toml(lines))
+        grids.append(load_config(str(path)))
+    flat_grid, nested_grid = grids
+    assert [s.key() for s in nested_grid.specs()] == [s.key() for s in flat_grid.specs()]
+    assert [s.config_id() for s in nested_grid.specs()] == [
+        s.config_id() for s in flat_grid.specs()
+    ]
+    assert nested_grid.solvers == flat_grid.solvers
