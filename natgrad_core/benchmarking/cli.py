@@ -1,19 +1,8 @@
-"""The ``natgrad`` command.
+"""The ``natgrad`` command line: ``list``, ``run``, ``report`` and ``compare``.
 
-    natgrad list [problems|solvers|suites]
-    natgrad run [SUITE | CONFIG.toml] [--out results] [--n-jobs N | --dask ADDRESS]
-                [--dry-run]
-    natgrad report [--out results]
-    natgrad compare A B [--eps 1e-6] [--time-threshold 1.5] [--fail-on-regression]
-
-``natgrad run`` with no argument runs the quick suite (every solver on every bundled
-problem, 3 seeds) and writes ``results/``: per-run files, tables, figures and
-``index.html``. Running the same command again resumes: finished runs are skipped, and
-files whose content did not change are not rewritten. Its report covers the runs of the
-configuration just run; ``natgrad report`` covers every stored run, and summarizes runs of
-different configurations separately.
-``--dry-run`` prints every run the command would do — problem, solver label, seed, every
-resolved hyperparameter and the budget — and runs nothing.
+What each command does, its arguments, defaults and examples are written once, in the
+help texts of :func:`build_parser` (``natgrad COMMAND --help``). The command line is the
+only layer that prints; everything it runs is a function of the package.
 """
 
 from __future__ import annotations
@@ -64,20 +53,25 @@ def _cmd_list(args) -> int:
     return 0
 
 
-def _report(out: Path, config=None, refresh: bool = False) -> Path | None:
-    """Report on the runs of ``config`` (a GridConfig), or on every stored run if None."""
-    from .report import build_report, separate_configurations
-
-    store = ResultsStore(out)
+def _stored_runs(store: ResultsStore, config=None):
+    """Every trusted run stored in ``store``, or only the runs of ``config`` (a GridConfig)."""
     frame = store.load()
     if config is not None:
         frame = frame[frame["run_key"].isin({spec.key() for spec in config.specs()})]
+    return frame
+
+
+def _report(store: ResultsStore, frame, config=None, refresh: bool = False) -> Path | None:
+    """The report on ``frame`` (runs stored in ``store``) of ``config``, or of every stored
+    run if None; prints its path."""
+    from .report import build_report, separate_configurations
+
     if frame.empty:
-        print(f"no stored runs under {out / 'runs'}", file=sys.stderr)
+        print(f"no stored runs under {store.runs_dir}", file=sys.stderr)
         return None
     index = build_report(
         frame,
-        out,
+        store.root,
         None if config is None else config.to_dict(),
         records=store.records(),
         refresh=refresh,
@@ -91,6 +85,57 @@ def _report(out: Path, config=None, refresh: bool = False) -> Path | None:
         )
     print(f"report: {index}")
     return index
+
+
+def _fastest(frame) -> str:
+    """Per problem: the tightest ε of ``DEFAULT_EPS`` that some solver reaches in the
+    median over seeds, and the solvers with the smallest median time and work to it (work
+    in gradient evaluations, curvature included: see ``report.metrics``)."""
+    import numpy as np
+
+    from .report.metrics import DEFAULT_EPS, run_metrics
+
+    _, crossing = run_metrics(frame, DEFAULT_EPS)
+    medians = (
+        crossing.groupby(["problem", "reference", "solver", "eps"], sort=True)[
+            ["time_to_eps", "work_to_eps"]
+        ]
+        .median()
+        .reset_index()
+    )
+    rows = [["problem", "F*", "ε", "first in time (s)", "first in work (gradient evaluations)"]]
+    for (problem, reference), group in medians.groupby(["problem", "reference"], sort=False):
+        row = [problem, _REFERENCES.get(reference, reference)]
+        reached = group[np.isfinite(group["time_to_eps"])]
+        if reached.empty:
+            rows.append([*row, "—", f"no solver's median reached {max(DEFAULT_EPS):g}"])
+            continue
+        at = reached[reached["eps"] == reached["eps"].min()]
+        by_time = at.loc[at["time_to_eps"].idxmin()]
+        row += [f"{by_time['eps']:g}", f"{by_time['solver']} {_digits(by_time['time_to_eps'], 2)}"]
+        if at["work_to_eps"].notna().any():
+            by_work = at.loc[at["work_to_eps"].idxmin()]
+            row.append(f"{by_work['solver']} {_digits(by_work['work_to_eps'], 3)}")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows if i < len(r)) for i in range(len(rows[0]))]
+    n_seeds = int(frame.groupby(["problem", "solver"])["seed"].nunique().max())
+    lines = [
+        f"per problem, the tightest ε reached and the solver first to it (median of {n_seeds} "
+        f"{'seeds' if n_seeds > 1 else 'seed'}):",
+        *("  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows),
+    ]
+    return "\n".join(lines)
+
+
+def _digits(value: float, significant: int) -> str:
+    """``value`` to ``significant`` figures, without an exponent for large numbers
+    (5318 → "5320", not "5.32e+03")."""
+    text = f"{value:.{significant}g}"
+    return f"{float(text):.0f}" if "e+" in text else text
+
+
+_REFERENCES = {"exact": "exact optimum", "best known": "best known"}
+"""The report's ``reference`` column, as the summary names F*."""
 
 
 def _cmd_run(args) -> int:
@@ -155,8 +200,11 @@ def _cmd_run(args) -> int:
             file=sys.stderr,
         )
         return 130
+    frame = _stored_runs(store, config)
+    if not frame.empty:
+        print(_fastest(frame))
     if not args.no_report:
-        _report(out, config, refresh=summary.n_ran > 0)
+        _report(store, frame, config, refresh=summary.n_ran > 0)
     return 1 if summary.n_errors or summary.n_stored_errors else 0
 
 
@@ -263,8 +311,22 @@ def _dry_run(config, store: ResultsStore) -> int:
 
 
 def _cmd_report(args) -> int:
+    if args.out is not None:
+        if args.results is not None and args.results != args.out:
+            print(
+                f"natgrad report: got the results folder twice, {args.results!r} and "
+                f"--out {args.out!r}; expected it once: natgrad report RESULTS",
+                file=sys.stderr,
+            )
+            return 2
+        print(
+            "natgrad report: warning: --out is deprecated (it names the folder the runs are "
+            f"read from); use: natgrad report {args.out}",
+            file=sys.stderr,
+        )
+    store = ResultsStore(args.results or args.out or "results")
     try:
-        index = _report(Path(args.out))
+        index = _report(store, _stored_runs(store))
     except ValueError as exc:  # run files of another schema version
         print(f"natgrad report: {exc}", file=sys.stderr)
         return 2
@@ -311,34 +373,162 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs keep their line breaks (the examples are laid out)."""
+
+
+_DESCRIPTION = """\
+Benchmark natural-gradient optimizers and report the results.
+
+natgrad runs a grid of (problem, solver configuration, seed) runs, stores one file per
+run in a results folder, and writes tables, figures and a self-contained index.html
+from them. Start with `natgrad run` (the quick suite, into ./results) and open
+results/index.html. `natgrad COMMAND --help` explains each command."""
+
+_EPILOG = """\
+examples:
+  natgrad list solvers                  the solvers and their recommended hyperparameters
+  natgrad run                           the quick suite into ./results (resumes if present)
+  natgrad run my_grid.toml --dry-run    every run of a configuration file; runs nothing
+  natgrad report results                rebuild tables, figures and index.html
+  natgrad compare old_results results   which problem/solver got better or worse
+
+The configuration file format is documented, with a complete example, in the README
+(section "Your own grid: the configuration file")."""
+
+_RUN_DESCRIPTION = """\
+Run a suite or a TOML configuration and report on it.
+
+Runs every (problem, solver configuration, seed) of CONFIG, storing each run in
+OUT/runs as it finishes, then writes OUT/tables, OUT/figures and OUT/index.html for
+these runs and prints, per problem, which solver reached the tightest target first.
+Running the same command again resumes: stored runs are skipped, and files whose
+content did not change are not rewritten. Exit codes: 0 every run finished, 1 a run
+ended with status error, 2 nothing ran (the message says why), 130 interrupted
+(finished runs are stored)."""
+
+_RUN_EPILOG = """\
+examples:
+  natgrad run                             the quick suite into ./results
+  natgrad run full --n-jobs 2             the full suite, two runs at a time
+  natgrad run my_grid.toml --out my_results --seeds 0,1
+  natgrad run my_grid.toml --dry-run      print the runs and their hyperparameters
+  natgrad run --fresh                     regenerate ./results instead of resuming"""
+
+_REPORT_DESCRIPTION = """\
+Write tables, figures and index.html from every run stored in a results folder.
+
+Reads RESULTS/runs and writes RESULTS/tables, RESULTS/figures and RESULTS/index.html
+(replacing the previous report's files, and no other file). Runs of different solver
+configurations or code versions that share a label are summarized separately."""
+
+_REPORT_EPILOG = """\
+examples:
+  natgrad report                  the report of ./results
+  natgrad report my_results       the report of my_results (open my_results/index.html)"""
+
+_COMPARE_DESCRIPTION = """\
+Compare two results folders, BEFORE and AFTER, per (problem, solver label).
+
+Prints one row per (problem, solver) present in both, with a verdict (better, worse,
+same) on deterministic measures: median iterations and work to EPS, median final
+suboptimality, number of failed runs. Time to EPS is judged only when every run of a
+row ran on one machine on both sides."""
+
+_COMPARE_EPILOG = """\
+examples:
+  natgrad compare old_results results
+  natgrad run quick --out new_results --no-report --quiet
+  natgrad compare results new_results --fail-on-regression --time-threshold inf"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="natgrad", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("list", help="list problems, solvers and suites")
+    parser = argparse.ArgumentParser(
+        prog="natgrad",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="one of the commands below (natgrad COMMAND --help explains it)",
+    )
+    p = sub.add_parser(
+        "list",
+        help="list the bundled problems, the solvers' recommended configurations and the suites",
+        description="List the bundled problems, the solvers with their recommended "
+        "hyperparameters, and the suites (problems, seeds and budget of each).",
+        epilog="example:\n  natgrad list suites",
+        formatter_class=_HelpFormatter,
+    )
     p.add_argument(
-        "what", nargs="?", default="all", choices=["all", "problems", "solvers", "suites"]
+        "what",
+        nargs="?",
+        default="all",
+        choices=["all", "problems", "solvers", "suites"],
+        help="what to list (default: all)",
     )
     p.set_defaults(func=_cmd_list)
-    p = sub.add_parser("run", help="run a suite or a TOML configuration")
-    p.add_argument("config", nargs="?", default="quick", help="suite name or .toml path")
-    p.add_argument("--out", default="results", help="results folder (default: results)")
-    p.add_argument("--n-jobs", type=int, default=1, help="parallel runs with joblib")
-    p.add_argument("--dask", metavar="ADDRESS", help="run on a Dask distributed scheduler")
+    p = sub.add_parser(
+        "run",
+        help="run a suite or a TOML configuration, store the runs and report on them",
+        description=_RUN_DESCRIPTION,
+        epilog=_RUN_EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument(
+        "config",
+        nargs="?",
+        default="quick",
+        metavar="CONFIG",
+        help=f"a suite name ({', '.join(SUITES)}; see `natgrad list suites`) or the path "
+        "of a .toml configuration file (default: quick)",
+    )
+    p.add_argument(
+        "--out",
+        default="results",
+        help="results folder to store the runs and write the report in (default: results)",
+    )
+    p.add_argument(
+        "--n-jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="runs at a time, in N joblib worker processes (default: 1); at most the "
+        "number of cores, or times are inflated",
+    )
+    p.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="run on the Dask distributed scheduler at ADDRESS, e.g. tcp://127.0.0.1:8786 "
+        "(needs pip install 'natgrad[dask]')",
+    )
     p.add_argument(
         "--dask-timeout",
         type=float,
         default=5.0,
         metavar="SECONDS",
-        help="give up on an unreachable --dask scheduler after this long (default 5)",
+        help="give up on an unreachable --dask scheduler after this long (default: 5)",
     )
     p.add_argument(
         "--blas-threads",
         type=int,
         default=1,
-        help="BLAS threads per run (default 1; recorded in the results)",
+        metavar="N",
+        help="BLAS threads per run (default: 1; recorded with every run)",
     )
-    p.add_argument("--seeds", help="comma-separated seeds overriding the configuration")
-    p.add_argument("--no-report", action="store_true", help="skip tables/figures/HTML")
+    p.add_argument(
+        "--seeds",
+        metavar="LIST",
+        help="comma-separated seeds replacing the configuration's, e.g. 0,1,2",
+    )
+    p.add_argument(
+        "--no-report",
+        action="store_true",
+        help="store the runs but write no tables, figures or index.html",
+    )
     p.add_argument(
         "--fresh",
         action="store_true",
@@ -354,36 +544,59 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run again the runs stored with status error",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="show no progress bar")
     p.add_argument(
         "--dry-run",
         action="store_true",
         help="print every run with its resolved hyperparameters and budget; run nothing",
     )
     p.set_defaults(func=_cmd_run)
-    p = sub.add_parser("report", help="tables, figures and HTML from stored results")
-    p.add_argument("--out", default="results")
+    p = sub.add_parser(
+        "report",
+        help="write tables, figures and index.html from the runs stored in a results folder",
+        description=_REPORT_DESCRIPTION,
+        epilog=_REPORT_EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    p.add_argument(
+        "results",
+        nargs="?",
+        metavar="RESULTS",
+        help="results folder written by natgrad run (default: results)",
+    )
+    p.add_argument(
+        "--out",
+        help="deprecated: the results folder, now given as RESULTS (natgrad report RESULTS)",
+    )
     p.set_defaults(func=_cmd_report)
     p = sub.add_parser(
         "compare",
-        help="compare two result folders (A = before, B = after); can gate CI",
+        help="compare two results folders (before, after) per problem and solver; can gate CI",
+        description=_COMPARE_DESCRIPTION,
+        epilog=_COMPARE_EPILOG,
+        formatter_class=_HelpFormatter,
     )
-    p.add_argument("a")
-    p.add_argument("b")
-    p.add_argument("--eps", type=float, default=1e-6, help="suboptimality target (1e-6)")
+    p.add_argument("a", metavar="BEFORE", help="results folder of the baseline")
+    p.add_argument("b", metavar="AFTER", help="results folder of the change to judge")
+    p.add_argument(
+        "--eps",
+        type=float,
+        default=1e-6,
+        help="absolute suboptimality target of the to-EPS measures (default: 1e-6)",
+    )
     p.add_argument(
         "--tolerance",
         type=float,
         default=SAME_TOLERANCE,
         help=f"relative change of iterations, work, final suboptimality and failed "
-        f"runs still called same (default {SAME_TOLERANCE:g})",
+        f"runs still called same (default: {SAME_TOLERANCE:g})",
     )
     p.add_argument(
         "--time-threshold",
         type=float,
         default=TIME_THRESHOLD,
-        help=f"time ratio judged worse/better, only when both sides ran on one machine "
-        f"(default {TIME_THRESHOLD:g})",
+        help=f"time ratio judged worse or better, only when both sides ran on one machine "
+        f"(default: {TIME_THRESHOLD:g}; inf leaves time out)",
     )
     p.add_argument(
         "--fail-on-regression",

@@ -7,35 +7,15 @@ in the main process, and executes the rest serially, with joblib (``n_jobs``), o
 Dask distributed cluster (``dask_address``). Results are written by the main process as
 each run finishes, so a killed worker or Ctrl-C loses at most the runs in flight.
 
-TOML layout (every key optional except as noted)::
-
-    [run]
-    suite = "quick"                 # start from a suite's problems, solvers and budget
-    problems = ["iris-logistic"]    # or name problems (registry or [[problem]] below)
-    seeds = [0, 1, 2]
-    max_iter = 100
-    time_limit = 10.0               # seconds of optimizer time per run
-    target_suboptimality = 1e-10
-    tol = 1e-10                     # gradient max-norm
-    batch_size = 0                  # 0 = full batch
-    fidelity = true
-
-    [[problem]]                     # a problem of your own (keys of Problem)
-    name = "a1a"                    # required
-    dataset = "file"                # required
-    path = "data/a1a.txt"
-    format = "svmlight"
-
-    [[solver]]                      # replaces the default solver set when present
-    solver = "kfac"                 # required
-    label = "kfac-per-factor"       # default: the solver name
-    kfac_damping = "per_factor"     # any keyword of natgrad_core.make_optimizer
-
-A ``[[solver]]`` entry starts from the recommended configuration of its ``solver``
+The TOML format — ``[run]`` (problems, seeds, budget), ``[[problem]]`` entries (a problem
+of your own, e.g. from a data file) and ``[[solver]]`` entries with their
+``[solver.params]`` — is documented once, with a complete example that a test runs, in
+the README's section "Your own grid: the configuration file". A ``[[solver]]`` entry
+starts from the recommended configuration of its ``solver``
 (:data:`natgrad_core.optim.registry.RECOMMENDED`, the one source of defaults: the same
-configuration ``natgrad list`` shows and the default solver set runs); each key given
-overrides one hyperparameter. ``natgrad run CONFIG --dry-run`` prints every resolved
-hyperparameter of every run.
+configuration ``natgrad list`` shows and the default solver set runs); each
+hyperparameter given overrides one. ``natgrad run CONFIG --dry-run`` prints every
+resolved hyperparameter of every run.
 """
 
 from __future__ import annotations

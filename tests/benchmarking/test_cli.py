@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import os
@@ -121,6 +122,42 @@ def test_console_script_is_installed():
     assert done.returncode == 0, done.stderr
     for name in SUITES:
         assert name in done.stdout
+
+
+# ===================================================================================== help
+def subcommands() -> dict[str, argparse.ArgumentParser]:
+    (sub,) = (a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return dict(sub.choices)
+
+
+@pytest.mark.parametrize("command", [None, "list", "run", "report", "compare"])
+def test_help_exits_0_and_reads_without_markup(command, capsys):
+    argv = ["--help"] if command is None else [command, "--help"]
+    with pytest.raises(SystemExit) as exc:
+        cli.main(argv)
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: natgrad{'' if command is None else ' ' + command}")
+    assert "``" not in out and ":func:" not in out and ":data:" not in out
+    assert "example" in out  # every command shows how it is called
+
+
+def test_every_command_and_argument_has_help():
+    parsers = {"natgrad": cli.build_parser()} | {
+        f"natgrad {k}": p for k, p in subcommands().items()
+    }
+    assert set(parsers) == {
+        "natgrad",
+        *(f"natgrad {c}" for c in ("list", "run", "report", "compare")),
+    }
+    for name, parser in parsers.items():
+        assert parser.description and parser.description.strip(), name
+        for action in parser._actions:
+            assert action.help and action.help.strip(), (name, action.option_strings or action.dest)
+            if isinstance(action, argparse._SubParsersAction):
+                helps = {a.dest: a.help for a in action._choices_actions}
+                assert set(helps) == set(subcommands()), name
+                assert all(h and h.strip() for h in helps.values()), helps
 
 
 # ====================================================================================== run
@@ -284,15 +321,27 @@ def test_run_writes_report(tiny_config, tmp_path, monkeypatch):
     index = out / "index.html"
     assert index.is_file() and index.stat().st_size > 0
     assert f"report: {index}" in stdout
-    # `natgrad report` rebuilds it from the stored runs alone
+    # `natgrad report RESULTS` rebuilds it from the stored runs alone
+    index.unlink()
+    code, stdout, stderr = run_cli("report", out)
+    assert code == 0, stderr
+    assert index.is_file() and not stderr
+    # the old spelling still works, with a warning naming the new one
     index.unlink()
     code, stdout, stderr = run_cli("report", "--out", out)
-    assert code == 0, stderr
+    assert code == 0
     assert index.is_file()
+    assert "--out is deprecated" in stderr and f"natgrad report {out}" in stderr
+
+
+def test_report_refuses_two_different_results_folders(tmp_path):
+    code, _, stderr = run_cli("report", tmp_path / "a", "--out", tmp_path / "b")
+    assert code == 2
+    assert "twice" in stderr and "natgrad report RESULTS" in stderr
 
 
 def test_report_without_results_fails(tmp_path):
-    code, _, stderr = run_cli("report", "--out", tmp_path)
+    code, _, stderr = run_cli("report", tmp_path)
     assert code == 1
     assert "no stored runs" in stderr
 
