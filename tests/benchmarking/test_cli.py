@@ -24,7 +24,8 @@ from tests.benchmarking.tiny import TINY_PROBLEMS, TINY_SEEDS, TINY_SOLVERS, TIN
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
-N_RUNS = len(TINY_PROBLEMS) * len(TINY_SOLVERS) * len(TINY_SEEDS)
+N_PROBLEMS = len(TINY_PROBLEMS)
+N_RUNS = N_PROBLEMS * len(TINY_SOLVERS) * len(TINY_SEEDS)
 # Columns allowed to differ between two executions of the same runs.
 NONDETERMINISTIC = ["time", "grad_time", "n_concurrent", "blas_threads"]
 
@@ -179,6 +180,60 @@ def test_run_writes_every_run_once(serial):
     # one reference per convex problem and seed: the seed draws the training data
     assert len(list((out / "cache").glob("*.npz"))) == len(TINY_SEEDS)
     assert not (out / "index.html").exists()  # --no-report
+
+
+def fastest_from_rows(frame: pd.DataFrame, eps_list) -> dict[str, tuple]:
+    """Per problem: (tightest ε whose median cost over seeds is finite for some solver,
+    solver with the least median time to it, solver with the least median work), computed
+    from the stored rows alone. F* of a non-convex problem: the least loss of any run of
+    that problem and seed."""
+    f = frame.copy()
+    best = f.groupby(["problem", "seed"])["loss"].transform("min")
+    f["suboptimality"] = f["suboptimality"].where(f["convex"], f["loss"] - best)
+    curvature = f["n_backprop"] * f["backprop_flops"] + f["n_flops"]
+    f["work"] = f["n_grad"] + f["n_loss"] + 2 * f["n_fvp"] + curvature / f["grad_flops"]
+    expected = {}
+    for problem, rows in f.groupby("problem"):
+        for eps in sorted(eps_list):
+            medians = {}
+            for solver, runs in rows.groupby("solver"):
+                costs = []
+                for _, run in runs.groupby("run_key"):
+                    hit = run.sort_values("iteration")[run["suboptimality"] <= eps]
+                    costs.append(
+                        (hit["time"].iloc[0], hit["work"].iloc[0]) if len(hit) else (np.inf,) * 2
+                    )
+                medians[solver] = np.median(np.array(costs), axis=0)
+            finite = {k: v for k, v in medians.items() if np.isfinite(v[0])}
+            if finite:
+                by_time = min(finite, key=lambda k: finite[k][0])
+                by_work = min(finite, key=lambda k: finite[k][1])
+                expected[problem] = (eps, by_time, by_work)
+                break
+    return expected
+
+
+def test_run_ends_with_the_fastest_solver_per_problem(serial):
+    out, stdout = serial
+    frame = ResultsStore(out).load()
+    expected = fastest_from_rows(frame, (1e-2, 1e-4, 1e-6, 1e-8))
+    assert "iris-logistic" in expected  # the convex problem reaches some ε
+    lines = stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("per problem, the tightest"))
+    assert f"median of {len(TINY_SEEDS)} seeds" in lines[start]
+    assert lines[start + 1].split()[:3] == ["problem", "F*", "ε"]
+    rows = {line.split()[0]: line.split() for line in lines[start + 2 : start + 2 + N_PROBLEMS]}
+    assert set(rows) == set(TINY_PROBLEMS)
+    for problem, row in rows.items():
+        reference = ["exact", "optimum"] if PROBLEMS[problem].convex else ["best", "known"]
+        assert row[1:3] == reference, row
+        if problem not in expected:
+            assert " ".join(row[3:]) == "— no solver's median reached 0.01", row
+            continue
+        eps, by_time, by_work = expected[problem]
+        eps_, time_solver, time, work_solver, work = row[3:]
+        assert float(eps_) == eps and (time_solver, work_solver) == (by_time, by_work), row
+        assert float(time) >= 0 and float(work) > 0
 
 
 def test_rerun_resumes_and_runs_nothing(serial, tiny_config):
