@@ -1,8 +1,8 @@
 """The ``natgrad`` command line: ``list``, ``run``, ``report`` and ``compare``.
 
 What each command does, its arguments, defaults and examples are written once, in the
-help texts of :func:`build_parser` (``natgrad COMMAND --help``). The command line is the
-only layer that prints; everything it runs is a function of the package.
+help texts of :func:`build_parser` (``natgrad COMMAND --help``); the TOML format of a
+configuration file is in the README.
 """
 
 from __future__ import annotations
@@ -200,12 +200,17 @@ def _cmd_run(args) -> int:
             file=sys.stderr,
         )
         return 130
-    frame = _stored_runs(store, config)
+    failed = 1 if summary.n_errors or summary.n_stored_errors else 0
+    try:
+        frame = _stored_runs(store, config)
+    except ValueError as exc:  # run files of a schema version this natgrad cannot read
+        print(f"natgrad run: the runs are stored, but cannot be summarized: {exc}", file=sys.stderr)
+        return 1
     if not frame.empty:
         print(_fastest(frame))
     if not args.no_report:
         _report(store, frame, config, refresh=summary.n_ran > 0)
-    return 1 if summary.n_errors or summary.n_stored_errors else 0
+    return failed
 
 
 @contextlib.contextmanager

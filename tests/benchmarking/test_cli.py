@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import io
 import os
+import shutil
 import subprocess
 import sys
 from importlib import metadata
@@ -20,7 +21,13 @@ from natgrad_core.benchmarking import cli
 from natgrad_core.benchmarking.grid import DEFAULT_SOLVERS, SUITE_BUDGETS
 from natgrad_core.benchmarking.problems import PROBLEMS, SUITES
 from natgrad_core.benchmarking.store import SCHEMA, ResultsStore
-from tests.benchmarking.tiny import TINY_PROBLEMS, TINY_SEEDS, TINY_SOLVERS, TINY_TOML
+from tests.benchmarking.tiny import (
+    TINY_PROBLEMS,
+    TINY_SEEDS,
+    TINY_SOLVERS,
+    TINY_TOML,
+    tiny_toml,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -234,6 +241,20 @@ def test_run_ends_with_the_fastest_solver_per_problem(serial):
         eps_, time_solver, time, work_solver, work = row[3:]
         assert float(eps_) == eps and (time_solver, work_solver) == (by_time, by_work), row
         assert float(time) >= 0 and float(work) > 0
+
+
+def test_run_beside_unreadable_runs_stores_its_runs_and_says_why_no_summary(tmp_path):
+    out = shutil.copytree(REPO_ROOT / "tests" / "data" / "schema2", tmp_path / "results")
+    (old,) = (out / "runs").glob("*.csv")
+    lines = old.read_text().splitlines(keepends=True)
+    old.write_text(lines[0] + "".join("99" + line[1:] for line in lines[1:]))  # schema 99
+    config = tmp_path / "one.toml"
+    config.write_text(tiny_toml(seeds=[0], max_iter=2, problems=["iris-logistic"]))
+    code, stdout, stderr = run_cli("run", config, "--out", out, "--quiet")
+    assert code == 1
+    assert "2 ran, 0 errors" in stdout and "per problem" not in stdout
+    assert "stored, but cannot be summarized" in stderr and "[99]" in stderr
+    assert len(list((out / "runs").glob("*.csv"))) == 3
 
 
 def test_rerun_resumes_and_runs_nothing(serial, tiny_config):
