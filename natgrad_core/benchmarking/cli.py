@@ -447,6 +447,19 @@ examples:
   natgrad compare results new_results --fail-on-regression --time-threshold inf"""
 
 
+def _add_command(sub, func, summary: str, description: str, epilog: str):
+    """The parser of the command named after ``func`` (``_cmd_<name>``), which it runs."""
+    parser = sub.add_parser(
+        func.__name__.removeprefix("_cmd_"),
+        help=summary,
+        description=description,
+        epilog=epilog,
+        formatter_class=_HelpFormatter,
+    )
+    parser.set_defaults(func=func)
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="natgrad",
@@ -460,13 +473,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="COMMAND",
         help="one of the commands below (natgrad COMMAND --help explains it)",
     )
-    p = sub.add_parser(
-        "list",
-        help="list the bundled problems, the solvers' recommended configurations and the suites",
-        description="List the bundled problems, the solvers with their recommended "
+    p = _add_command(
+        sub,
+        _cmd_list,
+        "list the bundled problems, the solvers' recommended configurations and the suites",
+        "List the bundled problems, the solvers with their recommended "
         "hyperparameters, and the suites (problems, seeds and budget of each).",
-        epilog="example:\n  natgrad list suites",
-        formatter_class=_HelpFormatter,
+        "example:\n  natgrad list suites",
     )
     p.add_argument(
         "what",
@@ -475,13 +488,12 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["all", "problems", "solvers", "suites"],
         help="what to list (default: all)",
     )
-    p.set_defaults(func=_cmd_list)
-    p = sub.add_parser(
-        "run",
-        help="run a suite or a TOML configuration, store the runs and report on them",
-        description=_RUN_DESCRIPTION,
-        epilog=_RUN_EPILOG,
-        formatter_class=_HelpFormatter,
+    p = _add_command(
+        sub,
+        _cmd_run,
+        "run a suite or a TOML configuration, store the runs and report on them",
+        _RUN_DESCRIPTION,
+        _RUN_EPILOG,
     )
     p.add_argument(
         "config",
@@ -555,13 +567,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print every run with its resolved hyperparameters and budget; run nothing",
     )
-    p.set_defaults(func=_cmd_run)
-    p = sub.add_parser(
-        "report",
-        help="write tables, figures and index.html from the runs stored in a results folder",
-        description=_REPORT_DESCRIPTION,
-        epilog=_REPORT_EPILOG,
-        formatter_class=_HelpFormatter,
+    p = _add_command(
+        sub,
+        _cmd_report,
+        "write tables, figures and index.html from the runs stored in a results folder",
+        _REPORT_DESCRIPTION,
+        _REPORT_EPILOG,
     )
     p.add_argument(
         "results",
@@ -573,13 +584,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out",
         help="deprecated: the results folder, now given as RESULTS (natgrad report RESULTS)",
     )
-    p.set_defaults(func=_cmd_report)
-    p = sub.add_parser(
-        "compare",
-        help="compare two results folders (before, after) per problem and solver; can gate CI",
-        description=_COMPARE_DESCRIPTION,
-        epilog=_COMPARE_EPILOG,
-        formatter_class=_HelpFormatter,
+    p = _add_command(
+        sub,
+        _cmd_compare,
+        "compare two results folders (before, after) per problem and solver; can gate CI",
+        _COMPARE_DESCRIPTION,
+        _COMPARE_EPILOG,
     )
     p.add_argument("a", metavar="BEFORE", help="results folder of the baseline")
     p.add_argument("b", metavar="AFTER", help="results folder of the change to judge")
@@ -608,7 +618,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 1 and list the rows when any row got worse",
     )
-    p.set_defaults(func=_cmd_compare)
     return parser
 
 
