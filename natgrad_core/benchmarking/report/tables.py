@@ -244,9 +244,9 @@ def _number(x, style: _Style, place: float | None = None) -> str:
         mantissa, exp = text.split("e")
         return style.power(mantissa, int(exp))
     place = min(place, 10.0 ** _exponent(x))
-    decimals = max(0, -round(math.log10(place)))
+    decimals = -round(math.log10(place))
     if 1e-4 <= abs(x) < 1e6:
-        return f"{x:.{decimals}f}"
+        return f"{round(x, decimals):.{max(decimals, 0)}f}"
     sig = _exponent(x) - round(math.log10(place))
     mantissa, exp = f"{x:.{max(sig, 0)}e}".split("e")
     return style.power(mantissa, int(exp))
