@@ -409,7 +409,10 @@ def test_latex_structure_with_hostile_labels(tmp_path):
 
 
 def test_structure_check_catches_broken_latex():
-    good = "\\begin{tabular}{lr}\n\\toprule\na & b \\\\\n\\midrule\nc & d \\\\\n\\bottomrule\n\\end{tabular}\n"
+    good = "\n".join(
+        [r"\begin{tabular}{lr}", r"\toprule", r"a & b \\", r"\midrule", r"c & d \\"]
+        + [r"\bottomrule", r"\end{tabular}", ""]
+    )
     assert check_latex_structure(good) == 1
     for broken in (
         good.replace("c & d", "c & d & e"),  # more cells than columns
