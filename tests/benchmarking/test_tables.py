@@ -451,3 +451,22 @@ def test_latex_compiles_and_fits_a_page(tmp_path):
     assert done.returncode == 0, log[-3000:]
     assert (tmp_path / "doc.pdf").read_bytes().startswith(b"%PDF")
     assert "Overfull \\hbox" not in log, re.findall(r"Overfull.*", log)
+
+
+def test_build_report_passes_the_tables_in_order(headline_frame, tmp_path, monkeypatch):
+    passed = {}
+
+    def write_html(out_dir, tables, figure_paths, provenance_dict):
+        passed.update(tables)
+        (tmp_path / "index.html").write_text("", encoding="utf-8")
+        return tmp_path / "index.html"
+
+    monkeypatch.setattr(report, "make_figures", lambda *args, **kwargs: [])
+    monkeypatch.setattr(report, "write_html", write_html)
+    report.build_report(headline_frame, tmp_path)
+    first = ["headline_time", "headline_work", "hyperparameters", "step_diagnostics"]
+    assert list(passed)[:4] == first
+    assert list(passed)[4:] == [n for n in report.summary_tables(headline_frame) if n not in first]
+    assert passed["headline_time"].attrs == {"eps": metrics.HEADLINE_EPS, "measure": "time"}
+    for name in passed:
+        assert not (tmp_path / "tables" / f"{name}.csv").read_text().startswith("#")
