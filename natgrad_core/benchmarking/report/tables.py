@@ -455,7 +455,8 @@ def _long_grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid:
     for c in columns:
         values = table[c].drop_duplicates()
         if c not in ("problem", "solver") and len(table) > 1 and len(values) == 1:
-            notes.append(f"{c} = {_value(values.iloc[0], MARKDOWN)} in every row.")
+            value = _value(values.iloc[0], MARKDOWN)
+            notes.append(f"{c} = {value} in every row." if value else f"{c}: empty in every row.")
         else:
             keep.append(c)
     digits = _digits(name)
