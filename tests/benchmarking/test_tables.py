@@ -404,6 +404,8 @@ def test_latex_structure_with_hostile_labels(tmp_path):
     tex = (tmp_path / "headline_time.tex").read_text()
     assert r"a\_b\&c\%\#\$" in tex and "iris-mlp$^\\dagger$" in tex
     assert "% requires \\usepackage{booktabs}" in tex
+    for name in written:  # escaped once: no label here holds a backslash
+        assert r"\textbackslash" not in (tmp_path / f"{name}.tex").read_text(), name
     long = (tmp_path / "time_to_eps.tex").read_text()
     assert ("longtable" in long) == (len(written["time_to_eps"]) > tables.LONGTABLE_ROWS)
 
