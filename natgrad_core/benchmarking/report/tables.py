@@ -343,8 +343,8 @@ _HTML = _Style(
     never="—",
     dagger="<sup>†</sup>",
     bold=lambda s: f"<b>{s}</b>",
-    power=lambda m, e: f"{m}×10<sup>{e}</sup>",
-    spread=lambda m, a, b: f'{m} <span class="iqr">[{a}, {b}]</span>',
+    power=lambda m, e: f"{m}×10<sup>{e}</sup>" if m != "1" else f"10<sup>{e}</sup>",
+    spread=lambda m, a, b: f'{m}<br><span class="iqr">[{a}, {b}]</span>',
 )
 
 
