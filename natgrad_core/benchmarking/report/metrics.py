@@ -419,24 +419,24 @@ def hyperparameters(frame: pd.DataFrame, records: Mapping[str, Mapping]) -> pd.D
     DataFrame
         Columns solver, config_id, algorithm, the hyperparameters (sorted by name),
         :data:`BUDGET`, seeds. Object cells: a hyperparameter the configuration's
-        algorithm does not have is ``""``, one set to None is :data:`NONE`; every cell of a
-        configuration none of whose runs has a record is :data:`UNKNOWN_CONFIG` (its
-        algorithm comes from the rows).
+        algorithm does not have is ``""``, one set to None is :data:`NONE`; a value the
+        record does not hold (every one for a configuration none of whose runs has a
+        record) is :data:`UNKNOWN_CONFIG`; the algorithm then comes from the rows.
     """
     runs = separate_configurations(frame).drop_duplicates("run_key")
     rows = []
     for (label, config_id), group in runs.groupby(["solver", "config_id"], sort=True):
         record = next((records[k] for k in group["run_key"] if k in records), None)
-        row = {"solver": label, "config_id": config_id}
-        if record is None:
-            row["algorithm"] = str(group["solver_name"].iloc[0])
-            row["params"] = None
-        else:
-            configuration = record["configuration"]
-            row["algorithm"] = configuration["solver"]["solver"]
-            row["params"] = _flatten(configuration["solver"]["params"])
-            row.update({k: _none(configuration.get(k, UNKNOWN_CONFIG)) for k in BUDGET})
-        row["seeds"] = ", ".join(str(s) for s in sorted(group["seed"].unique()))
+        configuration = {} if record is None else record.get("configuration", {})
+        solver = configuration.get("solver", {})
+        row = {
+            "solver": label,
+            "config_id": config_id,
+            "algorithm": solver.get("solver", str(group["solver_name"].iloc[0])),
+            "params": _flatten(solver["params"]) if "params" in solver else None,
+            **{k: _none(configuration.get(k, UNKNOWN_CONFIG)) for k in BUDGET},
+            "seeds": ", ".join(str(s) for s in sorted(group["seed"].unique())),
+        }
         rows.append(row)
     names = sorted({name for row in rows if row["params"] for name in row["params"]})
     columns = ["solver", "config_id", "algorithm", *names, *BUDGET, "seeds"]
@@ -444,7 +444,7 @@ def hyperparameters(frame: pd.DataFrame, records: Mapping[str, Mapping]) -> pd.D
     for row in rows:
         params = row.pop("params")
         if params is None:
-            row.update(dict.fromkeys([*names, *BUDGET], UNKNOWN_CONFIG))
+            row.update(dict.fromkeys(names, UNKNOWN_CONFIG))
         else:
             row.update({name: _none(params.get(name, "")) for name in names})
         table.append(row)
