@@ -103,7 +103,7 @@ _BEST_KNOWN_NOTE = (
     "†: F* = best known, the lowest loss any run of this (non-convex) problem reached on "
     "the same seed in these results; other problems: F* = exact optimum."
 )
-TABLE_NOTES = {
+TABLE_NOTES = dict.fromkeys(TABLE_TITLES, "") | {
     "headline_time": (
         "Time is measured on one shared machine: two significant figures at most, and none "
         "below the interquartile range."
@@ -122,8 +122,9 @@ TABLE_NOTES = {
         "or whose steps were mostly not taken."
     ),
 }
-"""Table name -> footnote that holds for every instance of that table ("" if none); the
-renderers add the notes that depend on the data (ε, n of seeds, which marks occur)."""
+"""Table name (every one of :data:`TABLE_TITLES`) -> footnote that holds for every
+instance of that table, "" if none; the renderers add the notes that depend on the data
+(ε, n of seeds, which marks occur)."""
 
 _SECONDS = ("headline_time", "time_to_eps", "cost_per_step")
 _UNITS = {
