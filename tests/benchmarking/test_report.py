@@ -228,20 +228,25 @@ def test_final_metrics_cost_per_step_fidelity_status():
     assert fid["median"] == pytest.approx(0.475)
     final = row(tables["final_suboptimality"], solver="s")  # 0.125 and 0.5, NaN ignored
     assert (final["median"], final["q25"], final["q75"]) == (0.3125, 0.21875, 0.40625)
-    assert final["reference"] == "exact"
+    assert final["reference"] == "exact optimum"
     assert row(tables["test_metric"], solver="s")["median"] == pytest.approx(0.8)
-    status = row(tables["status"], solver="s")
+    status = row(tables["step_diagnostics"], solver="s")
     assert (status["n_runs"], status["target"], status["max_iter"], status["error"]) == (3, 1, 1, 1)
-    assert list(tables["status"].columns) == [
+    assert list(tables["step_diagnostics"].columns) == [
         "problem",
         "solver",
-        "config_id",
         "n_runs",
         "target",
         "max_iter",
         "error",
+        "steps",
+        "rejected",
+        "cg_capped",
+        "fallbacks",
         "flagged",
+        "flags",
     ]
+    assert "status" not in tables  # folded into step_diagnostics
     # the failed run never reaches any ε
     assert row(tables["time_to_eps"], eps=1e-2)["n_runs"] == 3
 
@@ -266,7 +271,7 @@ def test_add_best_known_fills_non_convex_only():
     lr = out[out["problem"] == "lr"]
     np.testing.assert_array_equal(lr["suboptimality"], [0.5, 1e-3, 0.0])
     np.testing.assert_array_equal(lr["rel_suboptimality"], [5.0, 1e-2, 0.0])
-    assert set(lr["reference"]) == {"exact"}
+    assert set(lr["reference"]) == {"exact optimum"}
     assert "reference" not in frame_of(a, b, c).columns  # input untouched
 
 
@@ -337,34 +342,37 @@ def test_write_tables_formats_and_provenance(tmp_path):
         {
             "problem": ["p_1", "p|2"],
             "solver": ["a&b", "c"],
+            "eps": [1e-6, 1e-6],
             "median": [1.5, np.inf],
             "q25": [np.nan, 2e-9],
+            "q75": [1.61, np.inf],
             "n_runs": [3, 3],
         }
     )
     paths = report.write_tables({"time_to_eps": table}, tmp_path, PROV)
     names = sorted(p.name for p in paths)
-    assert names == ["time_to_eps.csv", "time_to_eps.md", "time_to_eps.tex"]
+    assert names == [f"time_to_eps.{ext}" for ext in ("csv", "json", "md", "tex")]
 
     md = (tmp_path / "time_to_eps.md").read_text(encoding="utf-8")
     assert "git_commit: abc123def456" in md and "code_version: c0ffee123456" in md
     assert md.startswith("<!--")
-    assert "| p_1 | a&b | 1.5 | – | 3 |" in md
-    assert r"| p\|2 | c | ∞ | 2e-09 | 3 |" in md
+    # constant columns are stated once; times to 2 significant figures
+    assert "| p_1 | a&b | 1.5 | – | 1.6 |" in md
+    assert r"| p\|2 | c | ∞ | 2e-9 | ∞ |" in md
     assert "|:---|:---|---:|---:|---:|" in md
+    assert "eps = 1e-6 in every row." in md and "n_runs = 3 in every row." in md
 
     tex = (tmp_path / "time_to_eps.tex").read_text(encoding="utf-8")
     assert "% git_commit: abc123def456" in tex and '% dependencies: {"numpy": "2.0"}' in tex
     for rule in (r"\toprule", r"\midrule", r"\bottomrule", r"\begin{tabular}{llrrr}"):
         assert rule in tex
-    assert r"p\_1 & a\&b & 1.5 & -- & 3 \\" in tex
-    assert r"p|2 & c & $\infty$ & 2e-09 & 3 \\" in tex
+    assert r"p\_1 & a\&b & 1.5 & -- & 1.6 \\" in tex
+    assert r"p|2 & c & $\infty$ & $2\times 10^{-9}$ & $\infty$ \\" in tex
     assert all(line.startswith("%") for line in tex.split(r"\begin")[0].splitlines())
 
     csv = tmp_path / "time_to_eps.csv"
-    assert "# git_commit: abc123def456" in csv.read_text(encoding="utf-8").splitlines()
-    back = pd.read_csv(csv, comment="#")
-    pd.testing.assert_frame_equal(back, table, check_dtype=False)
+    assert not csv.read_text(encoding="utf-8").startswith("#")
+    pd.testing.assert_frame_equal(pd.read_csv(csv), table, check_dtype=False)
 
 
 def test_make_figures_synthetic_without_fidelity(tmp_path):
@@ -426,8 +434,9 @@ def test_build_report_on_real_store(tiny_store_frame, tmp_path):
         assert (figures / f"{stem}.png").read_bytes().startswith(b"\x89PNG")
     assert text.count("data:image/png;base64,") == 4
     tables = tmp_path / "report" / "tables"
-    for name in report.summary_tables(frame):
-        for ext in ("csv", "md", "tex"):
+    names = ["headline_time", "headline_work", "hyperparameters", *report.summary_tables(frame)]
+    for name in names:
+        for ext in ("csv", "json", "md", "tex"):
             assert (tables / f"{name}.{ext}").is_file()
     prov = json.loads((tables / "provenance.json").read_text())
     assert prov["results"]["n_runs"] == 8
@@ -472,7 +481,6 @@ def test_step_diagnostics_sum_the_run_counts_and_show_flags():
     assert (s["flagged"], s["flags"]) == (2, "loss_increased x1, mostly_rejected x2")
     t = row(tables["step_diagnostics"], solver="t")
     assert (t["rejected"], t["flagged"], t["flags"]) == (0, 0, "")
-    assert row(tables["status"], solver="s")["flagged"] == 2
 
 
 # ----------------------------------------------------------------------------- compare

@@ -22,24 +22,31 @@ from .html import write_html
 from .metrics import (
     DEFAULT_EPS,
     FVP_COST,
+    HEADLINE_EPS,
     MEASURES,
     add_best_known,
+    headline,
+    hyperparameters,
     performance_profile,
     run_metrics,
     separate_configurations,
     step_diagnostics,
     summary_tables,
 )
-from .tables import write_tables
+from .tables import render_html, write_tables
 
 __all__ = [
     "DEFAULT_EPS",
     "FVP_COST",
+    "HEADLINE_EPS",
     "MEASURES",
     "add_best_known",
     "build_report",
+    "headline",
+    "hyperparameters",
     "make_figures",
     "performance_profile",
+    "render_html",
     "run_metrics",
     "separate_configurations",
     "step_diagnostics",
@@ -98,11 +105,15 @@ def build_report(
     eps: Sequence[float] = DEFAULT_EPS,
     records: Mapping[str, Mapping] | None = None,
     refresh: bool = False,
+    headline_eps: float = HEADLINE_EPS,
 ) -> Path:
     """Tables, figures and ``index.html`` for a results table.
 
-    Steps: :func:`separate_configurations`, :func:`add_best_known`, :func:`summary_tables`,
-    :func:`write_tables` into ``out_dir/tables``, :func:`make_figures` into
+    Steps: :func:`separate_configurations`, :func:`add_best_known`; the tables, in this
+    order: ``headline_time`` and ``headline_work`` (:func:`headline` at ``headline_eps``),
+    ``hyperparameters`` (:func:`hyperparameters` from ``records``), ``step_diagnostics``
+    and the long tables of :func:`summary_tables`; :func:`write_tables` into
+    ``out_dir/tables``, :func:`make_figures` into
     ``out_dir/figures``, :func:`write_html` into ``out_dir``. Tables, figures and HTML
     carry the record of what they summarize (:func:`_results_record`: runs, code
     versions, configurations, machines, BLAS, versions, git states, and the
@@ -126,7 +137,9 @@ def build_report(
     config : JSON-serializable, optional
         Benchmark configuration; its hash is recorded.
     eps : sequence of float
-        Absolute suboptimality targets.
+        Absolute suboptimality targets of the long tables and the figures.
+    headline_eps : float
+        The single ε of the headline tables.
     records : mapping of str to mapping, optional
         Run records by run key (``ResultsStore.records()``).
     refresh : bool
@@ -144,7 +157,14 @@ def build_report(
     if relabelled:
         record["separated_labels"] = relabelled
     frame = add_best_known(separated)
-    tables = summary_tables(frame, eps)
+    long = summary_tables(frame, eps)
+    tables = {
+        "headline_time": headline(frame, headline_eps, "time"),
+        "headline_work": headline(frame, headline_eps, "work"),
+        "hyperparameters": hyperparameters(frame, records or {}),
+        "step_diagnostics": long.pop("step_diagnostics"),
+        **long,
+    }
     table_files = write_tables(tables, out_dir / "tables", record)
     figures = make_figures(frame, out_dir / "figures", eps, provenance_dict=record)
     index = write_html(out_dir, tables, figures, record)

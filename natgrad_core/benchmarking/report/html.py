@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..store import write_if_changed
-from .tables import _TABLE_TITLES, _cells, _prov_items
+from .tables import TABLE_TITLES, _prov_items, render_html
 
 # ----------------------------------------------------------------------------- 6. HTML
 _CSS = """
@@ -154,10 +154,8 @@ def write_html(
     parts += ["<h2>How to read this</h2>", f'<div class="note">{_HOW_TO_READ}</div>']
     parts.append("<h2>Tables</h2>")
     for name, table in tables.items():
-        parts.append(f"<h3>{esc(_TABLE_TITLES.get(name, name))}</h3>")
-        parts.append(
-            _cells(table, "∞", "–").to_html(index=False, border=0, escape=True, classes="data")
-        )
+        parts.append(f"<h3>{esc(TABLE_TITLES.get(name, name))}</h3>")
+        parts.append(render_html(name, table))
     parts.append("<h2>Figures</h2>")
     for path in figure_paths:
         if path.suffix.lower() != ".png":
