@@ -178,10 +178,10 @@ def record(label, algorithm, params, **budget):
 
 def test_hyperparameters_from_records():
     frame = frame_of(
-        make_run("P", "kfac", 0, [1.0], solver_name="kfac"),
-        make_run("P", "kfac", 1, [1.0], solver_name="kfac"),
-        make_run("P", "adam", 0, [1.0], solver_name="adam"),
-        make_run("P", "old", 0, [1.0], solver_name="gd"),  # no record
+        make_run("P", "kfac", 0, [1.0], algorithm="kfac"),
+        make_run("P", "kfac", 1, [1.0], algorithm="kfac"),
+        make_run("P", "adam", 0, [1.0], algorithm="adam"),
+        make_run("P", "old", 0, [1.0], algorithm="gd"),  # no record
     )
     records = {
         "P|kfac|0": record(

@@ -432,7 +432,7 @@ def hyperparameters(frame: pd.DataFrame, records: Mapping[str, Mapping]) -> pd.D
         row = {
             "solver": label,
             "config_id": config_id,
-            "algorithm": solver.get("solver", str(group["solver_name"].iloc[0])),
+            "algorithm": solver.get("solver", str(group["algorithm"].iloc[0])),
             "params": _flatten(solver["params"]) if "params" in solver else None,
             **{k: _none(configuration.get(k, UNKNOWN_CONFIG)) for k in BUDGET},
             "seeds": ", ".join(str(s) for s in sorted(group["seed"].unique())),
