@@ -90,8 +90,8 @@ _FIGURE_BESIDE_TABLE = {"fidelity": "fidelity"}
 _OWN_SECTION = (*HEADLINE_TABLES, "hyperparameters", "step_diagnostics", *PER_PROBLEM_TABLES)
 
 _REFERENCE_CLASSES = {
-    "exact": "convex problems (F* = exact optimum)",
-    "best known": "non-convex problems (F* = best known)",
+    "exact": ("convex", "F* = exact optimum"),
+    "best known": ("non-convex", "F* = best known"),
 }
 """Problem class by the ``reference`` column: how F* of the suboptimality was obtained."""
 _MEASURE_WORDS = {
@@ -273,7 +273,9 @@ def _winners_sentence(frame: pd.DataFrame) -> str:
     for reference, group in sorted(
         best.groupby("reference"), key=lambda item: (order.get(item[0], len(order)), item[0])
     ):
-        cls = html.escape(_REFERENCE_CLASSES.get(reference, f"problems with F* = {reference}"))
+        kind, how = _REFERENCE_CLASSES.get(reference, ("other", f"F* = {reference}"))
+        n = len(group)
+        cls = html.escape(f"{kind} problem{'s' if n != 1 else ''} ({how})")
         parts = []
         counts = group["winner"].value_counts()
         for solver in sorted(counts.index, key=lambda s: (-counts[s], s)):
@@ -282,7 +284,7 @@ def _winners_sentence(frame: pd.DataFrame) -> str:
         missed = int(group["winner"].isna().sum())
         if missed:
             parts.append(f"no solver on {missed}")
-        clauses.append(f"on the {len(group)} {cls}: " + ", ".join(parts))
+        clauses.append(f"on the {n} {cls}: " + ", ".join(parts))
     return (
         f"Lowest median {html.escape(_MEASURE_WORDS.get(measure, measure))} to reach {target}, "
         + "; ".join(clauses)
