@@ -214,8 +214,8 @@ def _code(label: str) -> str:
     return f"<code>{html.escape(str(label))}</code>"
 
 
-def _names(items: list[str], limit: int = 2) -> str:
-    shown = ", ".join(items[:limit])
+def _names(items: list[str], limit: int = 2, sep: str = ", ") -> str:
+    shown = sep.join(items[:limit])
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
@@ -286,17 +286,23 @@ def _winners_sentence(frame: pd.DataFrame) -> str:
             parts.append(f"no solver on {missed}")
         clauses.append(f"on the {n} {cls}: " + ", ".join(parts))
     return (
-        f"Lowest median {html.escape(_MEASURE_WORDS.get(measure, measure))} to reach {target}, "
-        + "; ".join(clauses)
-        + " (lead = runner-up's median / winner's)."
+        f"Lowest median {html.escape(_MEASURE_WORDS.get(measure, measure))} to reach {target} "
+        "(lead = runner-up's median / winner's), " + "; ".join(clauses) + "."
     )
 
 
 def _baseline_lead(problem: str, ng: pd.DataFrame, bl: pd.DataFrame) -> str:
-    winner, ratio = bl.at[problem, "winner"], ng.at[problem, "best"] / bl.at[problem, "best"]
-    if math.isinf(ratio):
-        return f"{html.escape(problem)}, where only the baseline {_code(winner)} reached ε"
-    return f"{html.escape(problem)}, where {_code(winner)} led {_fmt_factor(ratio)}"
+    winner, ng_best, bl_best = (
+        bl.at[problem, "winner"],
+        ng.at[problem, "best"],
+        bl.at[problem, "best"],
+    )
+    if math.isinf(ng_best):
+        how = f"only the baseline {_code(winner)} reached ε"
+    else:
+        with np.errstate(divide="ignore"):
+            how = f"{_code(winner)} led {_fmt_factor(np.divide(ng_best, bl_best))}"
+    return f"{html.escape(problem)}: {how}"
 
 
 def _natural_vs_baselines(frames: Mapping[str, pd.DataFrame], algorithms: Mapping[str, str]) -> str:
@@ -317,7 +323,8 @@ def _natural_vs_baselines(frames: Mapping[str, pd.DataFrame], algorithms: Mappin
         outcome[measure] = (won, lost)
         text = f"on {len(won)} of {len(contested)} problems in {measure}"
         if lost:
-            text += " (not on " + _names([_baseline_lead(p, ng, bl) for p in lost]) + ")"
+            leads = [_baseline_lead(p, ng, bl) for p in lost]
+            text += " (lost on " + _names(leads, sep="; ") + ")"
         parts.append(text)
     sentence = "The best natural-gradient solver beat the best baseline " + " and ".join(parts)
     if "time" in outcome and "work" in outcome:
@@ -432,6 +439,10 @@ def _short(name: str) -> str:
     return text.replace("_", " ").capitalize()
 
 
+def _title(name: str) -> str:
+    return TABLE_TITLES.get(name) or _short(name)
+
+
 class _Page:
     """The page's parts, its table of contents (level, id, title) and its unique ids."""
 
@@ -463,13 +474,17 @@ class _Page:
     def table(self, name: str, table: pd.DataFrame) -> None:
         self.parts.append(f'<div class="table-wrap">{render_html(name, table)}</div>')
 
-    def collapsed_table(self, name: str, table: pd.DataFrame) -> None:
-        title = TABLE_TITLES.get(name, name)
-        anchor = self.entry(3, title, key=f"table-{name}", short=_short(name))
+    def details(self, name: str, table: pd.DataFrame, listed: bool = False) -> None:
+        """``table`` collapsed in ``<details>``; ``listed``: with an id and a contents entry."""
+        title = _title(name)
+        summary = html.escape(title)
+        opening = "<details>"
+        if listed:
+            anchor = self.entry(3, title, key=f"table-{name}", short=_short(name))
+            opening, summary = f'<details id="{anchor}">', f"<h3>{summary}</h3>"
         self.parts.append(
-            f'<details id="{anchor}"><summary><h3>{html.escape(title)}</h3> '
-            f'<span class="rows">({len(table)} rows; <code>tables/{html.escape(name)}.csv'
-            "</code>)</span></summary>"
+            f'{opening}<summary>{summary} <span class="rows">({len(table)} rows; all in '
+            f"<code>tables/{html.escape(name)}.csv</code>)</span></summary>"
         )
         self.table(name, table)
         self.parts.append("</details>")
@@ -589,7 +604,7 @@ def write_html(
     if reading:
         page.parts.append(f'<p class="reading">{reading}</p>')
     for name, table in headline.items():
-        page.heading(3, TABLE_TITLES.get(name, name), key=name, short=_short(name))
+        page.heading(3, _title(name), key=name, short=_short(name))
         page.table(name, table)
     profiles = [stem for stem in HEADLINE_FIGURES if stem in pngs]
     if profiles:
@@ -627,16 +642,11 @@ def write_html(
             for name, table in per_problem.items():
                 rows = table[table["problem"] == problem]
                 if len(rows):
-                    page.parts.append(
-                        f"<details><summary>{html.escape(TABLE_TITLES.get(name, name))} "
-                        f'<span class="rows">({len(rows)} rows)</span></summary>'
-                    )
-                    page.table(name, rows)
-                    page.parts.append("</details>")
+                    page.details(name, rows)
 
     if "step_diagnostics" in tables:
         page.heading(2, "Step diagnostics", key="diagnostics")
-        page.collapsed_table("step_diagnostics", tables["step_diagnostics"])
+        page.details("step_diagnostics", tables["step_diagnostics"])
 
     others = [name for name in tables if name not in _OWN_SECTION]
     if others:
@@ -648,7 +658,7 @@ def write_html(
         )
         beside = {table: stem for stem, table in _FIGURE_BESIDE_TABLE.items()}
         for name in others:
-            page.collapsed_table(name, tables[name])
+            page.details(name, tables[name], listed=True)
             if name in beside:
                 figure(beside[name])
 
