@@ -52,15 +52,21 @@ def _render_table_fallback(name: str, table: pd.DataFrame) -> str:
 _FALLBACK_CAPTIONS = {
     "suboptimality": (
         "Suboptimality of {name} against iterations (left) and optimizer time (right), log "
-        "scale. Line: median over seeds; band: interquartile range."
+        "scale. Line: median over seeds; band: interquartile range. Runs that stopped early "
+        "keep their last value; on the time axis each run takes its last value recorded at "
+        "or before that time."
     ),
     "performance_profiles": (
-        "Dolan–Moré performance profiles: fraction of problems on which a solver's median "
-        "cost to reach ε is within a factor τ of the best solver's. Top: time; bottom: work."
+        "Dolan–Moré performance profiles across problems: fraction of problems on which a "
+        "solver's median cost to reach ε is within a factor τ of the best solver's. Top: "
+        "time; bottom: work (gradient evaluations including curvature construction). Higher "
+        "and further left is better."
     ),
     "fidelity": (
         "Fidelity: cosine between the step and the natural-gradient direction of the dense "
-        "true Fisher (the direction the solver exact takes), per iteration."
+        "true Fisher at the same damping (the direction the solver exact takes), per "
+        "iteration: median over seeds and interquartile band; only problems where it was "
+        "recorded."
     ),
 }
 
