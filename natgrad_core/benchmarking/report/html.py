@@ -126,6 +126,7 @@ nav#contents ol.sub::before { content: ": "; }
 p.reading { font-size: 1.02em; background: #eef4fb; border-left: 4px solid #6a9fd4;
             padding: 0.45em 0.9em; margin: 0.4em 0 0.6em; }
 .table-wrap { max-width: 100%; overflow-x: auto; }
+.table-wrap table:not(.kv) :is(th, td) { white-space: nowrap; }
 table { border-collapse: collapse; font-size: 0.85em; margin: 0.3em 0 0.9em; }
 th, td { padding: 0.18em 0.55em; border-bottom: 1px solid #e3e3e3; text-align: right;
          vertical-align: top; }
