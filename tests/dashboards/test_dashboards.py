@@ -5,7 +5,10 @@
   the browser logs as 404 errors) into a temporary results folder, ``asv publish``,
   ``tools/asv_offline.py``, served by ``http.server`` on 127.0.0.1. The run doubles as a
   smoke test of every benchmark: ``asv run`` fails when one does.
-* The report page ``results/index.html`` made by ``build_report`` from a tiny run.
+* The report page ``results/index.html`` made by ``build_report`` from a tiny run, and
+  the same page with headline and hyperparameter tables: its contents links resolve, it
+  does not overflow a 1280 px screen, its first screen shows the contents and the
+  headline table, and it prints with every collapsed table open.
 
 Each page must load with no console error, no uncaught exception, no failed request and no
 request leaving 127.0.0.1 (any other request is aborted and reported).
@@ -129,8 +132,8 @@ def browser():
 def new_page(browser):
     contexts = []
 
-    def make():
-        context = browser.new_context(viewport={"width": 1280, "height": 900})
+    def make(width=1280, height=900):
+        context = browser.new_context(viewport={"width": width, "height": height})
         contexts.append(context)
         page = context.new_page()
         page.set_default_timeout(20_000)
@@ -279,7 +282,7 @@ def test_report_page_in_browser(report_dir, new_page, tmp_path):
         tables = page.locator("table.data")
         assert tables.count() >= 1
         text = page.inner_text("body")
-        for needle in ("iris-logistic", "exact", "diag", "Provenance", "Tables", "Figures"):
+        for needle in ("iris-logistic", "exact", "diag", "Contents", "Headline", "Provenance"):
             assert needle in text
         images = page.evaluate(
             "() => Array.from(document.images).map(i => "
@@ -289,4 +292,139 @@ def test_report_page_in_browser(report_dir, new_page, tmp_path):
         broken = [i for i in images if not (i["complete"] and i["width"] > 0)]
         assert broken == [], f"images that did not load: {broken}"
         page.screenshot(path=str(tmp_path / "report.png"), full_page=True)
+    log.assert_clean()
+
+
+HEADLINE_EPS = 1e-6
+
+
+@pytest.fixture(scope="module")
+def headline_dir(report_dir, tmp_path_factory) -> Path:
+    """The tiny report's page with headline and hyperparameter tables in the agreed format.
+
+    Built here from the tiny run's long tables (headline: the rows at ε = 1e-6; one
+    hyperparameter row per configuration of the record, every parameter a column) until
+    ``build_report`` makes them itself.
+    """
+    import pandas as pd
+
+    from natgrad_core.benchmarking.report import (
+        add_best_known,
+        separate_configurations,
+        summary_tables,
+        write_html,
+    )
+    from natgrad_core.benchmarking.store import ResultsStore
+
+    store = ResultsStore(report_dir)
+    frame = add_best_known(separate_configurations(store.load()))
+    tables = summary_tables(frame, (1e-2, HEADLINE_EPS))
+    columns = ["problem", "solver", "reference", "median", "q25", "q75", "reached", "n_runs"]
+    headline = {}
+    for measure in ("time", "work"):
+        long = tables[f"{measure}_to_eps"]
+        headline[f"headline_{measure}"] = long[long["eps"] == HEADLINE_EPS][columns]
+        headline[f"headline_{measure}"].attrs.update(eps=HEADLINE_EPS, measure=measure)
+    configurations = {r["config_id"]: r["configuration"] for r in store.records().values()}
+    hyper = pd.DataFrame(
+        [
+            {
+                "solver": c["solver"]["label"],
+                "config_id": config_id,
+                "algorithm": c["solver"]["solver"],
+                **{k: json.dumps(v) for k, v in c["solver"]["params"].items()},
+                "max_iter": c["max_iter"],
+            }
+            for config_id, c in sorted(configurations.items())
+        ]
+    )
+    record = json.loads((report_dir / "tables" / "provenance.json").read_text())["results"]
+    out = tmp_path_factory.mktemp("headline")
+    figures = sorted((report_dir / "figures").iterdir())
+    write_html(out, {**headline, "hyperparameters": hyper, **tables}, figures, record)
+    return out
+
+
+def test_report_contents_links_resolve(headline_dir, new_page):
+    page, log = new_page()
+    with serve(headline_dir) as base:
+        page.goto(f"{base}/index.html", wait_until="load")
+        ids = page.evaluate("() => Array.from(document.querySelectorAll('[id]'), e => e.id)")
+        assert len(ids) == len(set(ids)), "duplicate element ids"
+        links = page.evaluate(
+            "() => Array.from(document.querySelectorAll('nav#contents a'),"
+            " a => a.getAttribute('href'))"
+        )
+        assert len(links) >= 8 and all(href.startswith("#") for href in links)
+        missing = [href for href in links if href[1:] not in ids]
+        assert missing == [], f"contents links without a target: {missing}"
+        headed = page.evaluate(
+            "() => Array.from(document.querySelectorAll('main h2[id], main h3[id],"
+            " main details[id]'), e => e.id)"
+        )
+        assert {href[1:] for href in links} == set(headed), "sections missing from contents"
+        # following a link brings its target to the top (or the page to its end)
+        page.click("nav#contents a[href='#how-to-read']")
+        page.wait_for_function("() => location.hash === '#how-to-read'")
+        top, at_end = page.evaluate(
+            "() => [document.getElementById('how-to-read').getBoundingClientRect().top,"
+            " window.scrollY + window.innerHeight >= document.documentElement.scrollHeight - 1]"
+        )
+        assert abs(top) < 2 or at_end, f"following the link left its target at y = {top}"
+    log.assert_clean()
+
+
+def test_report_has_no_horizontal_overflow_at_1280(headline_dir, new_page):
+    page, log = new_page(1280, 800)
+    with serve(headline_dir) as base:
+        page.goto(f"{base}/index.html", wait_until="load")
+        page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
+        widths = page.evaluate(
+            "() => ({page: document.documentElement.scrollWidth, view: window.innerWidth,"
+            " widest: Math.max(...Array.from(document.querySelectorAll('.table-wrap'),"
+            " w => w.scrollWidth))})"
+        )
+        assert widths["page"] <= widths["view"] == 1280, widths
+        assert widths["widest"] > 1280, "no table is wide enough to test the wrappers"
+        outside = page.evaluate(
+            "() => Array.from(document.querySelectorAll('body *')).filter(e =>"
+            " !e.closest('.table-wrap') && e.getBoundingClientRect().right > window.innerWidth)"
+            ".map(e => e.tagName + (e.id ? '#' + e.id : ''))"
+        )
+        assert outside == [], f"elements past the right edge: {outside[:10]}"
+    log.assert_clean()
+
+
+def test_report_first_screen_shows_contents_and_headline(headline_dir, new_page, tmp_path):
+    page, log = new_page(1280, 800)
+    with serve(headline_dir) as base:
+        page.goto(f"{base}/index.html", wait_until="load")
+        page.screenshot(path=str(tmp_path / "first_screen.png"))
+        boxes = {
+            name: page.locator(selector).bounding_box()
+            for name, selector in (
+                ("contents", "nav#contents"),
+                ("reading", "#headline ~ p.reading"),
+                ("headline table", "#headline-time + .table-wrap table"),
+            )
+        }
+        for name, box in boxes.items():
+            assert box is not None and box["height"] > 0, f"no {name}"
+            assert 0 <= box["y"] and box["y"] + box["height"] <= 800, f"{name} off screen: {box}"
+    assert (tmp_path / "first_screen.png").read_bytes().startswith(b"\x89PNG")
+    log.assert_clean()
+
+
+def test_report_prints_with_details_open(headline_dir, new_page):
+    page, log = new_page()
+    with serve(headline_dir) as base:
+        page.goto(f"{base}/index.html", wait_until="load")
+        visible = (
+            "() => Array.from(document.querySelectorAll('details table'),"
+            " t => t.checkVisibility() && t.getBoundingClientRect().height > 0)"
+        )
+        on_screen = page.evaluate(visible)
+        assert on_screen and not any(on_screen), "collapsed tables should start closed"
+        page.emulate_media(media="print")
+        assert all(page.evaluate(visible)), "a collapsed table stays hidden in print"
     log.assert_clean()
