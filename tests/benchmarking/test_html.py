@@ -274,7 +274,7 @@ def test_sections_put_figures_beside_their_tables(page):
         own = part[f"problem-{problem}"]
         assert f'alt="suboptimality_{problem}"' in own
         assert own.count("<details>") == 2 and own.count("<table") == 2  # time, work to ε
-        assert own.count(f"<td>{problem}</td>") == 2 * 2 * 2  # its rows only, both tables
+        assert own.count(f"<th>{problem}</th>") == 2 * 2 * 2  # its rows only, both tables
     assert 'alt="fidelity"' in part["table-fidelity"]  # beside the fidelity table
     assert 'alt="something_new"' in part["figures"]  # nothing dropped
     for anchor in ("table-iterations-to-eps", "table-fidelity"):
