@@ -514,18 +514,81 @@ def _grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid:
 
 # ----------------------------------------------------------------------------- formats
 def _prov_items(prov: Mapping) -> list[tuple[str, str]]:
-    """(key, value) pairs with nested values as compact JSON, one line each."""
-    items = []
-    for key, value in prov.items():
-        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-        items.append((str(key), " ".join(str(text).splitlines())))
+    """The passport of a table in a few lines: what ran, on which code, where.
+
+    Runs, problems, solver labels, code versions, git commits, machines, BLAS (library,
+    version, kernel, threads) and the versions of Python, numpy and scipy, each distinct
+    value once; any other top-level fact that is a plain value, as it is. The
+    configurations (every resolved hyperparameter) are in the hyperparameter table; the
+    complete record is in the table's JSON sidecar.
+    """
+
+    def join(values, sep: str = ", ") -> str:
+        return sep.join(str(v) for v in values) or "none"
+
+    def each(key):  # a list of records, or one record
+        values = prov.get(key, [])
+        values = [values] if isinstance(values, Mapping) else values
+        return [v for v in values if isinstance(v, Mapping)]
+
+    items = [
+        (key, join(prov[key]) if isinstance(prov[key], list) else str(prov[key]))
+        for key in ("n_runs", "problems", "solvers", "code_versions")
+        if key in prov
+    ]
+    if "git" in prov:
+        commits = [
+            f"{g.get('commit', '?')[:12]}{' (dirty)' if g.get('dirty') is True else ''}"
+            for g in each("git")
+        ]
+        items.append(("git commits", join(commits)))
+    if "machines" in prov:
+        machines = [
+            f"{m.get('cpu', '?')}, {m.get('logical_cores', '?')} logical cores"
+            for m in each("machines")
+        ]
+        items.append(("machines", join(machines, "; ")))
+    if "blas" in prov:
+        pools = {
+            " ".join(
+                str(part)
+                for part in (b.get("internal_api"), b.get("version"), b.get("architecture"))
+                if part
+            )
+            + f" x{b.get('num_threads', '?')}"
+            for libs in prov["blas"]
+            if isinstance(libs, list)
+            for b in libs
+            if isinstance(b, Mapping)
+        }
+        items.append(("BLAS/OpenMP (threads)", join(sorted(pools))))
+    versions = sorted(
+        {f"Python {v}" for v in prov.get("python", [])}
+        | {
+            f"{lib} {d[lib]}"
+            for d in each("dependencies")
+            for lib in ("numpy", "scipy")
+            if lib in d
+        }
+    )
+    if versions:
+        items.append(("versions", join(versions)))
+    if prov.get("runs_without_record"):
+        items.append(("runs without record", str(prov["runs_without_record"])))
+    summarized = {"n_runs", "problems", "solvers", "code_versions", "git", "machines", "blas"}
+    summarized |= {"python", "dependencies", "runs_without_record", "configurations"}
+    items += [  # any other plain fact of the record, as it is
+        (str(key), " ".join(str(value).splitlines()))
+        for key, value in prov.items()
+        if key not in summarized and isinstance(value, (str, int, float, bool))
+    ]
     return items
 
 
 def _markdown(name: str, table: pd.DataFrame, prov: Mapping) -> str:
     """GitHub-flavoured Markdown; provenance in an HTML comment, notes below the table."""
     grid = _grid(name, table, _MARKDOWN)
-    lines = ["<!--", "provenance:"]
+    lines = ["<!--", f"provenance (complete record: {name}.json):"]
     lines += [f"  {k}: {v}".replace("--", "- -") for k, v in _prov_items(prov)]
     lines += ["-->", "", f"**{_md_escape(TABLE_TITLES.get(name, name))}**", ""]
     if grid.caption:
@@ -551,7 +614,8 @@ def _latex(name: str, table: pd.DataFrame, prov: Mapping) -> str:
     env = "longtable" if len(grid.rows) > LONGTABLE_ROWS else "tabular"
     packages = r"\usepackage{booktabs}" + (r", \usepackage{longtable}" if env != "tabular" else "")
     lines = [f"% {TABLE_TITLES.get(name, name)}", f"% requires {packages}"]
-    lines += ["% provenance:", *(f"% {k}: {v}" for k, v in _prov_items(prov))]
+    lines += [f"% provenance (complete record: {name}.json):"]
+    lines += [f"% {k}: {v}" for k, v in _prov_items(prov)]
     k = grid.n_keys
     parts = _chunks(len(grid.header) - k)
     for i, part in enumerate(parts):
@@ -633,9 +697,10 @@ def write_tables(
     The CSV is plain (``pandas.read_csv(path)`` reads it back; full precision, ``inf``
     for never reached, empty for NaN and for blank cells). The JSON sidecar holds the
     title, each column's description and unit, the frame's ``attrs`` (ε and measure of a
-    headline table) and ``provenance_dict``, which the Markdown also carries in an HTML
-    comment and the LaTeX in ``%`` lines. Files are UTF-8; a file whose bytes would not
-    change is left alone; tables of an earlier report are removed by :func:`build_report`.
+    headline table) and ``provenance_dict``; the Markdown (in an HTML comment) and the LaTeX
+    (in ``%`` lines) carry its summary (:func:`_prov_items`) and name the sidecar. Files
+    are UTF-8; a file whose bytes would not change is left alone; tables of an earlier
+    report are removed by :func:`build_report`.
 
     Parameters
     ----------
