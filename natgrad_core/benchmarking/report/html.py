@@ -10,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..store import write_if_changed
+from .figures import caption
 from .tables import _TABLE_TITLES, _cells, _prov_items
 
 # ----------------------------------------------------------------------------- 6. HTML
@@ -59,32 +60,6 @@ and the jitter / pseudo-inverse fallbacks; a run is <b>flagged</b> when its loss
 its start or more than half of its steps were not taken, which its final status alone (e.g.
 max_iter) would hide.</p>
 """
-
-_FIGURE_CAPTIONS = {
-    "suboptimality": (
-        "Suboptimality of {name} against iterations (left) and optimizer time (right), log "
-        "scale. Line: median over seeds; band: interquartile range. Runs that stopped early "
-        "keep their last value; on the time axis each run takes its last value recorded at "
-        "or before that time."
-    ),
-    "performance_profiles": (
-        "Dolan–Moré performance profiles across problems: fraction of problems on which a "
-        "solver's median cost to reach ε is within a factor τ of the best solver's. Top: "
-        "time; bottom: work (gradient evaluations including curvature construction). Higher and "
-        "further left is better."
-    ),
-    "fidelity": (
-        "Fidelity (cosine between the step and the exact natural-gradient direction) per "
-        "iteration: median over seeds and interquartile band; only problems where it was "
-        "recorded."
-    ),
-}
-
-
-def _caption(stem: str) -> str:
-    if stem.startswith("suboptimality_"):
-        return _FIGURE_CAPTIONS["suboptimality"].format(name=stem[len("suboptimality_") :])
-    return _FIGURE_CAPTIONS.get(stem, stem)
 
 
 def write_html(
@@ -163,12 +138,12 @@ def write_html(
         if path.suffix.lower() != ".png":
             continue
         data = base64.b64encode(path.read_bytes()).decode("ascii")
-        caption = esc(_caption(path.stem))
+        text = esc(caption(path.stem))
         if path.stem in pdfs:
-            caption += f" (PDF: <code>{esc(pdfs[path.stem])}</code>)"
+            text += f" (PDF: <code>{esc(pdfs[path.stem])}</code>)"
         parts.append(
             f'<figure><img alt="{esc(path.stem)}" src="data:image/png;base64,{data}">'
-            f"<figcaption>{caption}</figcaption></figure>"
+            f"<figcaption>{text}</figcaption></figure>"
         )
     parts.append("</body></html>")
     index = out_dir / "index.html"
