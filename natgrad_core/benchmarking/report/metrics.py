@@ -469,7 +469,7 @@ def data_profile(
     With ``c[p, s]`` the median over seeds of the cost to reach absolute suboptimality ε
     (as in :func:`performance_profile`; ``+inf`` if not reached), the data profile of
     solver s is (Moré & Wild 2009, "Benchmarking derivative-free optimization
-    algorithms", SIAM J. Optim. 20(1), eq. 2.7)::
+    algorithms", SIAM J. Optim. 20(1))::
 
         d_s(kappa) = |{p : c[p, s] <= kappa}| / |P|
 
@@ -479,23 +479,10 @@ def data_profile(
     evaluations. Unlike the performance profile, it compares each solver with the budget,
     not with the best solver.
 
-    Parameters
-    ----------
-    frame : DataFrame
-        Results table following :data:`store.SCHEMA`.
-    eps : float
-        Absolute suboptimality target.
-    measure : {"time", "work", "first_order_calls", "iterations"}
-        Cost measure (see :func:`summary_tables`).
-    n_kappa : int
-        Number of log-spaced kappa values from the smallest to the largest finite cost
-        (1 if none is finite); every finite cost is added to the grid.
-
-    Returns
-    -------
-    DataFrame
-        Tidy columns ``solver``, ``kappa``, ``fraction``, sorted by solver and kappa.
-        ``attrs`` holds ``eps``, ``measure`` and ``n_problems``.
+    Parameters and result as in :func:`performance_profile` (``measure`` defaults to
+    ``"work"``), with ``n_kappa`` log-spaced budgets from the smallest to the largest
+    finite cost (just 1 if none is finite), every finite cost added, and a column
+    ``kappa`` in place of ``tau``.
     """
     cost = _median_cost(_with_reference(separate_configurations(frame)), eps, measure)
     c = cost.to_numpy(dtype=np.float64)
