@@ -189,18 +189,20 @@ def solver_styles(frame: pd.DataFrame) -> dict[str, SolverStyle]:
     overall gets the n-th marker, first drawn at ``n / n_labels`` of the marker spacing.
     """
     algorithms = _algorithms(frame)
+    groups = {
+        label: NATURAL_GRADIENT if algorithm in PRECONDITIONERS else BASELINE
+        for label, algorithm in algorithms.items()
+    }
     rank = {name: i for i, name in enumerate(SOLVERS)}
-
-    def key(label):
-        algorithm = algorithms[label]
-        group = 0 if algorithm in PRECONDITIONERS else 1
-        return group, rank.get(algorithm, len(rank)), label
-
-    labels = sorted(algorithms.index, key=key)
+    order = list(_GROUP_LOOK)
+    labels = sorted(
+        algorithms.index,
+        key=lambda s: (order.index(groups[s]), rank.get(algorithms[s], len(rank)), s),
+    )
     styles = {}
-    position = {NATURAL_GRADIENT: 0, BASELINE: 0}
+    position = dict.fromkeys(order, 0)
     for n, label in enumerate(labels):
-        group = NATURAL_GRADIENT if algorithms[label] in PRECONDITIONERS else BASELINE
+        group = groups[label]
         k = position[group]
         position[group] += 1
         colors, linestyle, _ = _GROUP_LOOK[group]
