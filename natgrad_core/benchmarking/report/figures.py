@@ -518,9 +518,10 @@ def make_figures(
         drawn = (_suboptimality(f, styles, plt), _profiles(f, eps, styles, plt))
         for stem, fig in itertools.chain(*drawn, _fidelity(f, styles, plt)):
             fig.set_label(stem)
-            # lay out once, then freeze: each savefig below draws twice (bbox_inches="tight")
+            # lay out and crop once for both files (each layout or crop is a full draw)
             fig.draw_without_rendering()
             fig.set_layout_engine("none")
+            crop = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.1)
             # no creation date in the PDF, so an unchanged figure has unchanged bytes
             for ext, key, meta in (
                 ("png", "Description", {}),
@@ -529,7 +530,7 @@ def make_figures(
                 if stamp:
                     meta[key] = stamp
                 buffer = io.BytesIO()
-                fig.savefig(buffer, format=ext, dpi=dpi, bbox_inches="tight", metadata=meta)
+                fig.savefig(buffer, format=ext, dpi=dpi, bbox_inches=crop, metadata=meta)
                 files[f"{stem}.{ext}"] = buffer.getvalue()
             plt.close(fig)
     return _write_folder(Path(out_dir), files)
