@@ -375,21 +375,6 @@ def test_write_tables_formats_and_provenance(tmp_path):
     pd.testing.assert_frame_equal(pd.read_csv(csv), table, check_dtype=False)
 
 
-def test_make_figures_synthetic_without_fidelity(tmp_path):
-    frame = frame_of(
-        make_run("P1", "A", 0, [1.0, 1e-3, 0.0]),
-        make_run("P1", "B", 0, [1.0, 0.5, 0.25]),
-        make_run("P2", "A", 0, [np.nan], status="error", time=np.nan),
-    )
-    paths = report.make_figures(frame, tmp_path, eps=(1e-2,))
-    assert sorted(p.name for p in paths) == sorted(
-        f"{stem}.{ext}"
-        for stem in ("suboptimality_P1", "suboptimality_P2", "performance_profiles")
-        for ext in ("png", "pdf")
-    )
-    assert all(p.stat().st_size > 0 for p in paths)
-
-
 @pytest.fixture(scope="module")
 def tiny_store_frame(tmp_path_factory):
     from natgrad_core.benchmarking.problems import PROBLEMS
@@ -427,12 +412,13 @@ def test_build_report_on_real_store(tiny_store_frame, tmp_path):
         "suboptimality_iris-logistic",
         "suboptimality_iris-mlp",
         "performance_profiles",
+        "data_profiles",
         "fidelity",
     ):
         assert (figures / f"{stem}.png").stat().st_size > 0
         assert (figures / f"{stem}.pdf").read_bytes().startswith(b"%PDF")
         assert (figures / f"{stem}.png").read_bytes().startswith(b"\x89PNG")
-    assert text.count("data:image/png;base64,") == 4
+    assert text.count("data:image/png;base64,") == 5
     tables = tmp_path / "report" / "tables"
     names = ["headline_time", "headline_work", "hyperparameters", *report.summary_tables(frame)]
     for name in names:

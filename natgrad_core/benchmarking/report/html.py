@@ -28,7 +28,7 @@ import base64
 import html
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -37,52 +37,9 @@ import pandas as pd
 from ...optim.natural_gradient import PRECONDITIONERS
 from ..store import write_if_changed
 from . import figures as _figures
-from . import tables as _tables
-
-
-# ----------------------------------------------------------------------------- STUB (issue 9)
-# The tables and figures branches add tables.render_html / TABLE_TITLES and
-# figures.caption. Until they land these fallbacks stand in; delete this block (and
-# _FALLBACK_CAPTIONS) once they exist.
-def _render_table_fallback(name: str, table: pd.DataFrame) -> str:
-    cells = _tables._cells(table, "∞", "–")
-    return cells.to_html(index=False, border=0, escape=True, classes="data")
-
-
-_FALLBACK_CAPTIONS = {
-    "suboptimality": (
-        "Suboptimality of {name} against iterations (left) and optimizer time (right), log "
-        "scale. Line: median over seeds; band: interquartile range. Runs that stopped early "
-        "keep their last value; on the time axis each run takes its last value recorded at "
-        "or before that time."
-    ),
-    "performance_profiles": (
-        "Dolan–Moré performance profiles across problems: fraction of problems on which a "
-        "solver's median cost to reach ε is within a factor τ of the best solver's. Top: "
-        "time; bottom: work (gradient evaluations including curvature construction). Higher "
-        "and further left is better."
-    ),
-    "fidelity": (
-        "Fidelity: cosine between the step and the natural-gradient direction of the dense "
-        "true Fisher at the same damping (the direction the solver exact takes), per "
-        "iteration: median over seeds and interquartile band; only problems where it was "
-        "recorded."
-    ),
-}
-
-
-def _caption_fallback(stem: str) -> str:
-    if stem.startswith(_PROBLEM_FIGURE):
-        return _FALLBACK_CAPTIONS["suboptimality"].format(name=stem[len(_PROBLEM_FIGURE) :])
-    return _FALLBACK_CAPTIONS.get(stem, stem)
-
-
-render_html: Callable[[str, pd.DataFrame], str] = (
-    getattr(_tables, "render_html", None) or _render_table_fallback
-)
-caption: Callable[[str], str] = getattr(_figures, "caption", None) or _caption_fallback
-TABLE_TITLES: Mapping[str, str] = getattr(_tables, "TABLE_TITLES", None) or _tables._TABLE_TITLES
-# ----------------------------------------------------------------------------- end of STUB
+from .figures import caption
+from .metrics import BEST_KNOWN, EXACT_OPTIMUM
+from .tables import TABLE_TITLES, render_html
 
 HEADLINE_TABLES = ("headline_time", "headline_work")
 """Tables shown open in the headline section, in this order."""
@@ -96,8 +53,8 @@ _FIGURE_BESIDE_TABLE = {"fidelity": "fidelity"}
 _OWN_SECTION = (*HEADLINE_TABLES, "hyperparameters", "step_diagnostics", *PER_PROBLEM_TABLES)
 
 _REFERENCE_CLASSES = {
-    "exact": ("convex", "F* = exact optimum"),
-    "best known": ("non-convex", "F* = best known"),
+    EXACT_OPTIMUM: ("convex", "F* = exact optimum"),
+    BEST_KNOWN: ("non-convex", "F* = best known"),
 }
 """Problem class by the ``reference`` column: how F* of the suboptimality was obtained."""
 _MEASURE_WORDS = {

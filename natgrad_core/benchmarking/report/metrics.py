@@ -551,24 +551,64 @@ def performance_profile(
     """
     cost = _median_cost(_with_reference(separate_configurations(frame)), eps, measure)
     c = cost.to_numpy(dtype=np.float64)
-    if c.size == 0:
-        out = pd.DataFrame({"solver": [], "tau": [], "fraction": []})
-        out.attrs.update(eps=float(eps), measure=measure, n_problems=len(cost))
-        return out
-    best = c.min(axis=1, keepdims=True)
+    best = c.min(axis=1, keepdims=True) if c.size else c
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(c == best, 1.0, c / best)
     r = np.where(np.isinf(c), np.inf, r)
-    finite = r[np.isfinite(r)]
-    tau_max = max(float(finite.max()), 1.0) if finite.size else 1.0
-    grid = np.unique(np.concatenate([np.geomspace(1.0, tau_max, max(n_tau, 1)), finite]))
-    fraction = (r[:, :, None] <= grid[None, None, :]).mean(axis=0)
+    return _step_profile(cost, r, "tau", 1.0, n_tau, eps, measure)
+
+
+def _step_profile(
+    cost: pd.DataFrame, values: np.ndarray, name: str, start: float, n: int, eps, measure
+) -> pd.DataFrame:
+    """Fraction of problems (rows of ``values``) with value <= x, per solver (columns).
+
+    The grid x: ``n`` log-spaced values from ``start`` to the largest finite value (at
+    least ``start``) plus every finite value, so the step function is exact at its jumps.
+    Tidy columns ``solver``, ``name``, ``fraction``; ``attrs`` eps, measure, n_problems.
+    """
+    finite = values[np.isfinite(values)]
+    stop = max(float(finite.max()), start) if finite.size else start
+    grid = np.unique(np.concatenate([np.geomspace(start, stop, max(n, 1)), finite]))
+    if values.size == 0:
+        grid = grid[:0]
+    fraction = (values[:, :, None] <= grid[None, None, :]).mean(axis=0)
     out = pd.DataFrame(
         {
             "solver": np.repeat(cost.columns.to_numpy(dtype=object), grid.size),
-            "tau": np.tile(grid, c.shape[1]),
+            name: np.tile(grid, values.shape[1]),
             "fraction": fraction.ravel(),
         }
     )
     out.attrs.update(eps=float(eps), measure=measure, n_problems=len(cost))
     return out
+
+
+def data_profile(
+    frame: pd.DataFrame, eps: float, measure: str = "work", n_kappa: int = 100
+) -> pd.DataFrame:
+    """Moré–Wild data profiles: the fraction of problems solved within a budget.
+
+    With ``c[p, s]`` the median over seeds of the cost to reach absolute suboptimality ε
+    (as in :func:`performance_profile`; ``+inf`` if not reached), the data profile of
+    solver s is (Moré & Wild 2009, "Benchmarking derivative-free optimization
+    algorithms", SIAM J. Optim. 20(1))::
+
+        d_s(kappa) = |{p : c[p, s] <= kappa}| / |P|
+
+    Moré & Wild count function evaluations divided by ``n_p + 1`` (the cost of one
+    simplex gradient); with ``measure="work"`` the cost is already in gradient
+    evaluations (curvature construction included), so ``kappa`` is a budget of gradient
+    evaluations. Unlike the performance profile, it compares each solver with the budget,
+    not with the best solver.
+
+    Parameters and result as in :func:`performance_profile` (``measure`` defaults to
+    ``"work"``), with ``n_kappa`` log-spaced budgets from the smallest to the largest
+    finite cost (just 1 if none is finite), every finite cost added, and a column
+    ``kappa`` in place of ``tau``.
+    """
+    cost = _median_cost(_with_reference(separate_configurations(frame)), eps, measure)
+    c = cost.to_numpy(dtype=np.float64)
+    finite = c[np.isfinite(c)]
+    start = float(finite.min()) if finite.size else 1.0
+    return _step_profile(cost, c, "kappa", start, n_kappa, eps, measure)
