@@ -15,10 +15,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from natgrad_core.benchmarking.report import metrics
 from natgrad_core.benchmarking.report.html import headline_reading, write_html
 
 INF = np.inf
-CONVEX, NONCONVEX = "exact", "best known"
+CONVEX, NONCONVEX = metrics.EXACT_OPTIMUM, metrics.BEST_KNOWN
 REFERENCES = {"a-logistic": CONVEX, "b-logistic": CONVEX, "c-mlp": NONCONVEX}
 
 # median cost per (problem, solver); the winners and factors below are worked out by hand

@@ -478,7 +478,10 @@ class _Page:
 def _figure_html(anchor: str, path: Path, pdfs: Mapping[str, str]) -> str:
     esc = html.escape
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    text = esc(caption(path.stem))
+    try:
+        text = esc(caption(path.stem))
+    except ValueError:  # a figure the report does not make (a user's own): its name
+        text = esc(path.stem)
     if path.stem in pdfs:
         text += f" (PDF: <code>figures/{esc(pdfs[path.stem])}</code>)"
     return (
