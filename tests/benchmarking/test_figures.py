@@ -54,7 +54,7 @@ def suite_run(problem, solver, seed, convex=True):
         seed,
         subs,
         times=k * seconds * (1.0 + 0.1 * seed),
-        solver_name=solver,
+        algorithm=solver,
         convex=convex,
         n_flops=k * flops,
         fidelity=fidelity,
@@ -133,20 +133,19 @@ def overlap(a, b, tol=0.5):
 
 
 # ----------------------------------------------------------------------------- 1. styles
-@pytest.mark.parametrize("column", ["solver_name", "algorithm"])
-def test_group_of_a_label_comes_from_its_algorithm(column):
+def test_group_of_a_label_comes_from_its_algorithm():
     frame = frame_of(
-        make_run("P", "mine", 0, [1.0, 0.1], solver_name="kfac"),
-        make_run("P", "exact-ish", 0, [1.0, 0.1], solver_name="gd"),
-    ).rename(columns={"solver_name": column})
+        make_run("P", "mine", 0, [1.0, 0.1], algorithm="kfac"),
+        make_run("P", "exact-ish", 0, [1.0, 0.1], algorithm="gd"),
+    )
     styles = figures.solver_styles(frame)
     assert styles["mine"].group == "natural gradient"
     assert styles["exact-ish"].group == "baseline"
 
 
 def test_solver_styles_without_an_algorithm_column_raise():
-    frame = make_run("P", "A", 0, [1.0]).drop(columns="solver_name")
-    with pytest.raises(ValueError, match=r"solver_name.*algorithm"):
+    frame = make_run("P", "A", 0, [1.0]).drop(columns="algorithm")
+    with pytest.raises(ValueError, match=r"algorithm"):
         figures.solver_styles(frame)
 
 

@@ -337,6 +337,10 @@ def test_report_has_no_horizontal_overflow_at_1280(headline_dir, new_page):
     with serve(headline_dir) as base:
         page.goto(f"{base}/index.html", wait_until="load")
         page.evaluate("() => document.querySelectorAll('details').forEach(d => d.open = true)")
+        # one cell wider than the screen (a long unbreakable label), so the wrapper must act
+        page.evaluate(
+            "() => { document.querySelector('.table-wrap td').textContent = 'x'.repeat(400); }"
+        )
         widths = page.evaluate(
             "() => ({page: document.documentElement.scrollWidth, view: window.innerWidth,"
             " widest: Math.max(...Array.from(document.querySelectorAll('.table-wrap'),"

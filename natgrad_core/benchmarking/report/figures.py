@@ -5,8 +5,7 @@ vector PDF; :data:`FIGURE_CAPTIONS` and :func:`caption` say what each one shows.
 
 Styles
     One style per solver label in every figure (:func:`solver_styles`). A label's
-    algorithm (column ``algorithm``, or ``solver_name`` in tables stored before it was
-    renamed) puts it in a group: natural-gradient methods (the algorithms of
+    algorithm (column ``algorithm``) puts it in a group: natural-gradient methods (the algorithms of
     :data:`optim.natural_gradient.PRECONDITIONERS`) are drawn with solid lines in warm
     colors, first-order baselines with dashed lines in cool colors. Within a group every
     label has its own color and marker. Lines that coincide (cg on exact) stay apart:
@@ -46,6 +45,7 @@ from ...optim.registry import SOLVERS
 from .metrics import (
     DEFAULT_EPS,
     PLOT_FLOOR,
+    REFERENCE_CLASSES,
     _quantile,
     _with_reference,
     data_profile,
@@ -60,12 +60,6 @@ TRIVIAL_FIDELITY_TOL = 1e-9
 """A solver whose fidelity is within this of 1 at every recorded iteration is not drawn in
 the fidelity figure: its step is the exact direction (the solver "exact" by construction,
 up to rounding; truncated cg differs from it by about 1e-7 on the bundled problems)."""
-
-_REFERENCE = {
-    "exact": ("convex problems", "F* = exact optimum"),
-    "best known": ("non-convex problems", "F* = best known"),
-}
-"""The ``reference`` column of :func:`metrics.add_best_known` -> the words in figures."""
 
 _WARM = ("#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#e6ab02", "#7f0000")
 _COOL = ("#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#393b79", "#006d2c")
@@ -169,14 +163,13 @@ class SolverStyle:
 
 
 def _algorithms(frame: pd.DataFrame) -> pd.Series:
-    """Solver label -> algorithm: column ``algorithm``, or ``solver_name`` before the rename."""
-    for column in ("algorithm", "solver_name"):
-        if column in frame.columns:
-            return frame.drop_duplicates("solver").set_index("solver")[column].astype(str)
-    raise ValueError(
-        "frame: expected a column 'solver_name' or 'algorithm' naming each label's algorithm, "
-        f"got columns {sorted(frame.columns)}."
-    )
+    """Solver label -> algorithm (store column ``algorithm``)."""
+    if "algorithm" not in frame.columns:
+        raise ValueError(
+            "frame: expected a column 'algorithm' naming each label's algorithm, "
+            f"got columns {sorted(frame.columns)}."
+        )
+    return frame.drop_duplicates("solver").set_index("solver")["algorithm"].astype(str)
 
 
 def solver_styles(frame: pd.DataFrame) -> dict[str, SolverStyle]:
@@ -317,7 +310,7 @@ def _suboptimality(f, styles, plt) -> Iterator[tuple[str, object]]:
         if grid is not None:
             ax_t.set_xscale("log")
             ax_t.set_xlim(grid[0], grid[-1])
-        _, reference = _REFERENCE[pf["reference"].iloc[0]]
+        _, reference = REFERENCE_CLASSES[pf["reference"].iloc[0]]
         ax_it.set_ylabel(f"loss − F*  ({reference})")
         fig.suptitle(f"{problem}: median over seeds, band = interquartile range", fontsize=10)
         _legend(fig, styles, set(pf["solver"]))
@@ -326,7 +319,7 @@ def _suboptimality(f, styles, plt) -> Iterator[tuple[str, object]]:
 
 def _profile_panels(f, eps, rows, draw, plt, figsize_row):
     """A grid of profile panels: one row per (measure, reference class), one column per ε."""
-    classes = [r for r in _REFERENCE if r in set(f["reference"])]
+    classes = [r for r in REFERENCE_CLASSES if r in set(f["reference"])]
     panels = [(measure, ref) for measure in rows for ref in classes]
     if not panels:
         return None
@@ -343,7 +336,8 @@ def _profile_panels(f, eps, rows, draw, plt, figsize_row):
         for e, ax in zip(eps, row):
             draw(ax, subset, e, measure)
             ax.set_ylim(-0.03, 1.03)
-            kind, reference = _REFERENCE[ref]
+            kind, reference = REFERENCE_CLASSES[ref]
+            kind = f"{kind} problems"
             ax.set_title(f"{measure}, ε = {e:g}\n{kind} ({n_problems}), {reference}", fontsize=8.5)
         row[0].set_ylabel("fraction of problems")
     return fig

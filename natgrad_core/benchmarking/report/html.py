@@ -38,7 +38,7 @@ from ...optim.natural_gradient import PRECONDITIONERS
 from ..store import write_if_changed
 from . import figures as _figures
 from .figures import caption
-from .metrics import BEST_KNOWN, EXACT_OPTIMUM
+from .metrics import REFERENCE_CLASSES
 from .tables import TABLE_TITLES, render_html
 
 HEADLINE_TABLES = ("headline_time", "headline_work")
@@ -51,12 +51,6 @@ _PROBLEM_FIGURE = "suboptimality_"
 _FIGURE_BESIDE_TABLE = {"fidelity": "fidelity"}
 """Figure stem -> the long table it illustrates (shown together)."""
 _OWN_SECTION = (*HEADLINE_TABLES, "hyperparameters", "step_diagnostics", *PER_PROBLEM_TABLES)
-
-_REFERENCE_CLASSES = {
-    EXACT_OPTIMUM: ("convex", "F* = exact optimum"),
-    BEST_KNOWN: ("non-convex", "F* = best known"),
-}
-"""Problem class by the ``reference`` column: how F* of the suboptimality was obtained."""
 _MEASURE_WORDS = {
     "time": "time",
     "work": "work (gradient evaluations including curvature construction)",
@@ -233,11 +227,11 @@ def _winners_sentence(frame: pd.DataFrame) -> str:
     target = f"ε = {eps:g}" if eps is not None else "ε"
     best = _best_per_problem(frame)
     clauses = []
-    order = {ref: i for i, ref in enumerate(_REFERENCE_CLASSES)}
+    order = {ref: i for i, ref in enumerate(REFERENCE_CLASSES)}
     for reference, group in sorted(
         best.groupby("reference"), key=lambda item: (order.get(item[0], len(order)), item[0])
     ):
-        kind, how = _REFERENCE_CLASSES.get(reference, ("other", f"F* = {reference}"))
+        kind, how = REFERENCE_CLASSES.get(reference, ("other", f"F* = {reference}"))
         n = len(group)
         cls = html.escape(f"{kind} problem{'s' if n != 1 else ''} ({how})")
         parts = []

@@ -65,6 +65,11 @@ EXACT_OPTIMUM = "exact optimum"
 """Value of the ``reference`` column for problems whose F* is the computed exact optimum."""
 BEST_KNOWN = "best known"
 """Value of the ``reference`` column for problems whose F* is the lowest loss recorded."""
+REFERENCE_CLASSES: dict[str, tuple[str, str]] = {
+    EXACT_OPTIMUM: ("convex", "F* = exact optimum"),
+    BEST_KNOWN: ("non-convex", "F* = best known"),
+}
+"""``reference`` value -> (problem class, how F* is named in text), in reading order."""
 FVP_COST = 2
 """Cost of one Fisher-vector product in gradient evaluations (first-order calls and work)."""
 MEASURES: dict[str, str] = {
