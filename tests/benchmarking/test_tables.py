@@ -121,6 +121,16 @@ def test_headline_ties_on_the_printed_median_are_all_bold():
     )
 
 
+def test_headline_ties_where_the_spread_makes_medians_print_equal():
+    # A: median 0.0098 with IQR 0.0094..0.0109 prints at the 1e-3 place as 0.010; B's
+    # 0.0104 prints as 0.010 too: a difference below the spread is no win, both are bold
+    frame = frame_of(
+        *reach("P", "A", [0.0090, 0.0098, 0.0120]), *reach("P", "B", [0.0103, 0.0104, 0.0105])
+    )
+    md = tables._markdown("headline_time", metrics.headline(frame), {})
+    assert "| P | **0.010** [0.009, 0.011] | **0.010** [0.010, 0.010] |" in md
+
+
 def test_headline_work_keeps_three_significant_figures():
     n = np.arange(2)
     runs = [make_run("P", "A", s, [1.0, 1e-7], n_grad=n * 1234, n_loss=0) for s in range(3)]

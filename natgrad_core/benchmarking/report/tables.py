@@ -31,8 +31,8 @@ Significant figures (Markdown, LaTeX, HTML; never the CSV): a median is shown to
 and :data:`COUNT_DIGITS` in tables of counts, and never to a finer decimal place than the
 leading digit of its interquartile range ``q75 - q25``: digits below the spread over
 seeds are noise. Its quartiles are rounded to the same place, but keep at least one
-significant figure. Best cells are judged on the medians rounded to the table's
-significant figures, so cells that print equal tie.
+significant figure. Best cells are judged on the medians as printed, so cells that
+print equal tie (a difference below the spread is not a win).
 
 LaTeX: more than :data:`MAX_LATEX_COLUMNS` value columns are split into several
 tabulars of at most that many, as even as possible (key columns repeated), so that a
@@ -255,6 +255,14 @@ def _number(x, style: _Style, place: float | None = None) -> str:
     return style.power(mantissa, int(exp))
 
 
+def _printed(x: float, place: float | None) -> float:
+    """The value :func:`_number` prints for a finite ``x`` at ``place``."""
+    if x == 0 or place is None:
+        return float(x)
+    place = min(place, 10.0 ** _exponent(x))
+    return round(float(x), -round(math.log10(place)))
+
+
 def _value(v, style: _Style) -> str:
     """A hyperparameter or text cell: numbers to 6 significant figures, None as "none"."""
     if v is None:
@@ -388,8 +396,8 @@ def _headline_grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid:
         label = _problem_label(problem, cells["reference"].iloc[0], style)
         if row_n is not None and row_n != n_common:
             label += f" (n = {row_n})"
-        rounded = {
-            s: float(f"{r['median']:.{digits - 1}e}")
+        rounded = {  # the medians as printed, so cells that print equal tie
+            s: _printed(r["median"], spread_place(r["median"], r["q25"], r["q75"], digits))
             for s, r in cells.iterrows()
             if np.isfinite(r["median"])
         }
