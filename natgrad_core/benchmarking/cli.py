@@ -1,4 +1,4 @@
-"""The ``natgrad`` command line: ``list``, ``run``, ``report`` and ``compare``.
+"""The ``natgrad`` command line: ``list``, ``run``, ``report``, ``compare`` and ``peers``.
 
 What each command does, its arguments, defaults and examples are written once, in the
 help texts of :func:`build_parser` (``natgrad COMMAND --help``); the TOML format of a
@@ -21,6 +21,7 @@ from pathlib import Path
 
 from .compare import SAME_TOLERANCE, TIME_THRESHOLD, compare
 from .grid import DEFAULT_SOLVERS, SUITE_BUDGETS, load_config, run_grid, with_seeds
+from .peers import MIN_REPEATS
 from .problems import PROBLEMS, SUITES
 from .store import ResultsStore, remove_stale_temp_files
 
@@ -378,6 +379,39 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _cmd_peers(args) -> int:
+    import pandas as pd
+
+    from .peers import run_peers, write_peers
+
+    if args.repeats < MIN_REPEATS or (args.min_time is not None and not args.min_time > 0):
+        print(
+            f"natgrad peers: expected --repeats >= {MIN_REPEATS} and --min-time > 0, got "
+            f"{args.repeats} and {args.min_time}",
+            file=sys.stderr,
+        )
+        return 2
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"natgrad peers: --out: {out} is a file; expected a folder", file=sys.stderr)
+        return 2
+    table, skipped = run_peers(
+        quick=args.quick,
+        repeats=args.repeats,
+        min_time=args.min_time,
+        progress=None if args.quiet else lambda work: print(f"  {work}", file=sys.stderr),
+    )
+    for message in skipped:
+        print(f"natgrad peers: skipped {message}", file=sys.stderr)
+    paths = write_peers(table, out, skipped, {"quick": args.quick, "repeats": args.repeats})
+    shown = table[["work", "sizes", "ours_min", "peer_min", "ratio", "target", "met", "check"]]
+    with pd.option_context("display.width", 250, "display.max_colwidth", 60):
+        print(shown.to_string(index=False))
+    written = ", ".join(str(p) for p in paths if p.suffix in (".md", ".png"))
+    print(f"peers: {len(table)} rows, {int(table['met'].eq('yes').sum())} targets met; {written}")
+    return 0
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions and epilogs keep their line breaks (the examples are laid out)."""
 
@@ -397,6 +431,7 @@ examples:
   natgrad run my_grid.toml --dry-run    every run of a configuration file; runs nothing
   natgrad report results                rebuild tables, figures and index.html
   natgrad compare old_results results   which problem/solver got better or worse
+  natgrad peers --quick                 natgrad's speed against scikit-learn and PyTorch
 
 The configuration file format is documented, with a complete example, in the README
 (section "Your own grid: the configuration file")."""
@@ -445,6 +480,24 @@ examples:
   natgrad compare old_results results
   natgrad run quick --out new_results --no-report --quiet
   natgrad compare results new_results --fail-on-regression --time-threshold inf"""
+
+
+_PEERS_DESCRIPTION = """\
+Time natgrad side by side with what users would pick instead.
+
+Each row computes one piece of work twice in this process, ours and a peer's
+(scikit-learn; PyTorch rows when torch is installed: pip install -e '.[peers]'), on
+the same float64 data and objective (alpha = 1/C), with every BLAS and OpenMP pool
+at one thread: a warm-up call of each side, a check that both agree (fits: the same
+objective to 1e-8 relative) and only then the minimum and median of REPEATS
+repeats. Writes OUT/peers.csv, .json (provenance), .md, .tex and peers.png (ratio
+ours/peer per row against its target). A row whose check fails gets no times."""
+
+_PEERS_EPILOG = """\
+examples:
+  natgrad peers --quick --out quick_peers   tiny sizes, a few seconds (CI)
+  natgrad peers                             the issue's sizes into results/peers
+  natgrad peers --repeats 7 --min-time 0.5  more and longer repeats"""
 
 
 def _add_command(sub, func, summary: str, description: str, epilog: str):
@@ -618,6 +671,35 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 1 and list the rows when any row got worse",
     )
+    p = _add_command(
+        sub,
+        _cmd_peers,
+        "time natgrad against scikit-learn and PyTorch on the same work; check, then time",
+        _PEERS_DESCRIPTION,
+        _PEERS_EPILOG,
+    )
+    p.add_argument("--quick", action="store_true", help="tiny sizes that run in seconds (CI)")
+    p.add_argument(
+        "--out",
+        default=str(Path("results", "peers")),
+        help="folder to write the table and figure in (default: results/peers)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=MIN_REPEATS,
+        metavar="N",
+        help=f"timing repeats per side, at least {MIN_REPEATS} (default: {MIN_REPEATS})",
+    )
+    p.add_argument(
+        "--min-time",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="least duration of one repeat; fast calls are looped (default: 0.01 with "
+        "--quick, else 0.2)",
+    )
+    p.add_argument("--quiet", action="store_true", help="print no progress")
     return parser
 
 

@@ -204,7 +204,7 @@ _RUN_FILE = re.compile(r"[0-9a-f]{12}\.(csv|json)")
 _CACHE_FILE = re.compile(r"[0-9a-f]{64}\.npz")
 _TEMP_FILE = re.compile(r"\..+\.(\d+)\.[^.]+\.tmp")
 _FOLDERS = ("runs", "cache", "tables", "figures")  # natgrad's folders under the results folder
-_OTHER_TOOLS = ("asv",)  # folders other tools keep there
+_OTHER_TOOLS = ("asv", "peers")  # folders other tools (and `natgrad peers`) keep there
 
 
 class DamagedRunWarning(UserWarning):

@@ -598,7 +598,7 @@ def _markdown(name: str, table: pd.DataFrame, prov: Mapping) -> str:
     grid = _grid(name, table, _MARKDOWN)
     lines = ["<!--", f"provenance (complete record: {name}.json):"]
     lines += [f"  {k}: {v}".replace("--", "- -") for k, v in _prov_items(prov)]
-    lines += ["-->", "", f"**{_md_escape(TABLE_TITLES.get(name, name))}**", ""]
+    lines += ["-->", "", f"**{_md_escape(_title(name, table))}**", ""]
     if grid.caption:
         lines += [grid.caption, ""]
     lines.append("| " + " | ".join(grid.header) + " |")
@@ -621,7 +621,7 @@ def _latex(name: str, table: pd.DataFrame, prov: Mapping) -> str:
     grid = _grid(name, table, _LATEX)
     env = "longtable" if len(grid.rows) > LONGTABLE_ROWS else "tabular"
     packages = r"\usepackage{booktabs}" + (r", \usepackage{longtable}" if env != "tabular" else "")
-    lines = [f"% {TABLE_TITLES.get(name, name)}", f"% requires {packages}"]
+    lines = [f"% {_title(name, table)}", f"% requires {packages}"]
     lines += [f"% provenance (complete record: {name}.json):"]
     lines += [f"% {k}: {v}" for k, v in _prov_items(prov)]
     k = grid.n_keys
@@ -666,8 +666,17 @@ def render_html(name: str, table: pd.DataFrame) -> str:
 
 
 # ----------------------------------------------------------------------------- files
-def _column_doc(name: str, column: str) -> dict[str, str]:
-    """Description and unit of a CSV column of table ``name``."""
+def _title(name: str, table: pd.DataFrame) -> str:
+    """The table's title: its ``attrs["title"]``, else that of :data:`TABLE_TITLES`."""
+    return table.attrs.get("title", TABLE_TITLES.get(name, name))
+
+
+def _column_doc(name: str, column: str, table: pd.DataFrame) -> dict[str, str]:
+    """Description and unit of a CSV column of table ``name``: from the table's
+    ``attrs["columns"]`` (column -> (description, unit)) when it has them."""
+    if column in table.attrs.get("columns", {}):
+        description, unit = table.attrs["columns"][column]
+        return {"description": description, "unit": unit}
     fixed = ("solver", "config_id", "algorithm", *BUDGET, "seeds")
     if name == "hyperparameters" and column not in fixed:
         what = _PARAMS.get(column, (column,))[0]
@@ -688,10 +697,10 @@ def _column_doc(name: str, column: str) -> dict[str, str]:
 
 def _sidecar(name: str, table: pd.DataFrame, prov: Mapping) -> str:
     doc = {
-        "title": TABLE_TITLES.get(name, name),
+        "title": _title(name, table),
         "note": TABLE_NOTES.get(name, ""),
-        "columns": {COLUMN_LABELS.get(c, c): _column_doc(name, c) for c in table.columns},
-        "attrs": dict(table.attrs),
+        "columns": {COLUMN_LABELS.get(c, c): _column_doc(name, c, table) for c in table.columns},
+        "attrs": {k: v for k, v in table.attrs.items() if k not in ("title", "columns")},
         "provenance": prov,
     }
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
