@@ -55,9 +55,13 @@ __all__ = [
     "MIN_REPEATS",
     "TARGETS",
     "Comparison",
+    "check_loss_gradient",
+    "check_objectives",
     "comparisons",
     "measure",
     "run_peers",
+    "sklearn_coef",
+    "theta_from_estimator",
     "write_peers",
 ]
 
@@ -481,8 +485,8 @@ def run_peers(
     """
     if min_time is None:
         min_time = 0.01 if quick else 0.2
+    rows, skipped = comparisons(quick)  # imports torch first, so its pools are limited too
     with limit_threads(1):
-        rows, skipped = comparisons(quick)
         measured = []
         for comparison in rows:
             if progress is not None:
@@ -503,6 +507,7 @@ def write_peers(table: pd.DataFrame, out, skipped=(), config=None) -> list[Path]
     table.attrs = {
         "title": TITLE,
         "columns": COLUMNS,
+        "key_columns": ["work", "sizes"],
         "skipped": list(skipped),
         "check_rtol": CHECK_RTOL,
         "targets": TARGETS,

@@ -34,6 +34,10 @@ seeds are noise. Its quartiles are rounded to the same place, but keep at least 
 significant figure. Best cells are judged on the medians as printed, so cells that
 print equal tie (a difference below the spread is not a win).
 
+A table made outside the report (``natgrad peers``) names itself in its ``attrs``:
+``title``, ``columns`` (column -> (description, unit)) and ``key_columns`` (the columns
+that identify a row, like ``problem`` and ``solver`` of the report's tables).
+
 LaTeX: more than :data:`MAX_LATEX_COLUMNS` value columns are split into several
 tabulars of at most that many, as even as possible (key columns repeated), so that a
 headline table fits a 6.5 in text width (letter paper, 1 in margins, 10 pt; measured:
@@ -507,7 +511,8 @@ def _long_grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid:
         notes.append(_LABEL_NOTE)
     if TABLE_NOTES.get(name):
         notes.insert(0, TABLE_NOTES[name])
-    n_keys = sum(c in ("problem", "solver") for c in keep)
+    keys = ("problem", "solver", *table.attrs.get("key_columns", ()))
+    n_keys = sum(c in keys for c in keep)
     header = [style.escape(COLUMN_LABELS.get(c, c)) for c in keep]
     return _Grid(header, rows, numeric, n_keys, "", [n for n in notes if n])
 
