@@ -395,7 +395,7 @@ def _cmd_peers(args) -> int:
     if out.exists() and not out.is_dir():
         print(f"natgrad peers: --out: {out} is a file; expected a folder", file=sys.stderr)
         return 2
-    table, skipped = run_peers(
+    table, skipped, record = run_peers(
         quick=args.quick,
         repeats=args.repeats,
         min_time=args.min_time,
@@ -403,7 +403,7 @@ def _cmd_peers(args) -> int:
     )
     for message in skipped:
         print(f"natgrad peers: skipped {message}", file=sys.stderr)
-    paths = write_peers(table, out, skipped, {"quick": args.quick, "repeats": args.repeats})
+    paths = write_peers(table, out, skipped, record)
     shown = table[["work", "sizes", "ours_min", "peer_min", "ratio", "target", "met", "check"]]
     with pd.option_context("display.width", 250, "display.max_colwidth", 60):
         print(shown.to_string(index=False))

@@ -428,7 +428,7 @@ def _mlp_loss_gradient_row(torch, hidden: int, batch: int) -> Comparison:
         penalty = sum((w_bar[:-1] ** 2).sum() for w_bar in blocks)
         loss = torch.nn.functional.cross_entropy(a, y_t) + 0.5 * l2 * penalty
         grads = torch.autograd.grad(loss, blocks)
-        return float(loss), np.concatenate([g.numpy().ravel() for g in grads])
+        return float(loss.detach()), np.concatenate([g.numpy().ravel() for g in grads])
 
     return Comparison(
         f"MLP loss+gradient, digits, H = {hidden}",
@@ -476,30 +476,36 @@ def run_peers(
     repeats: int = MIN_REPEATS,
     min_time: float | None = None,
     progress: Callable[[str], object] | None = None,
-) -> tuple[pd.DataFrame, list[str]]:
+) -> tuple[pd.DataFrame, list[str], dict]:
     """Measure every row of :func:`comparisons` with one BLAS/OpenMP thread.
 
-    Returns the table (columns :data:`COLUMNS`) and the messages of the skipped groups.
+    Returns the table (columns :data:`COLUMNS`), the messages of the skipped groups, and
+    the provenance of the measurement: :func:`provenance.provenance` (with the settings
+    as its configuration) whose ``blas`` lists the pools as they were inside the limit.
     ``min_time`` (seconds per repeat) defaults to 0.01 when ``quick``, else 0.2.
     ``progress``, if given, is called with each row's work before it is measured.
     """
+    from .provenance import blas_in_force, provenance
+
     if min_time is None:
         min_time = 0.01 if quick else 0.2
+    settings = {"quick": quick, "repeats": repeats, "min_time": min_time}
     rows, skipped = comparisons(quick)  # imports torch first, so its pools are limited too
     with limit_threads(1):
+        record = provenance(settings) | {"blas": blas_in_force(), "settings": settings}
         measured = []
         for comparison in rows:
             if progress is not None:
                 progress(comparison.work)
             measured.append(measure(comparison, repeats, min_time))
-    return pd.DataFrame(measured, columns=list(COLUMNS)), skipped
+    return pd.DataFrame(measured, columns=list(COLUMNS)), skipped, record
 
 
-def write_peers(table: pd.DataFrame, out, skipped=(), config=None) -> list[Path]:
+def write_peers(table: pd.DataFrame, out, skipped, record: dict) -> list[Path]:
     """Write ``table`` under ``out``: ``peers.csv`` (plain), ``peers.json`` (column
-    descriptions, skipped groups, provenance), ``peers.md``, ``peers.tex`` and the
-    figure ``peers.png`` (ratio per row against its target)."""
-    from .provenance import provenance
+    descriptions, targets, skipped groups, provenance ``record`` from :func:`run_peers`),
+    ``peers.md``, ``peers.tex`` and the figure ``peers.png`` (ratio per row against its
+    target)."""
     from .report.tables import write_tables
 
     out = Path(out)
@@ -512,15 +518,27 @@ def write_peers(table: pd.DataFrame, out, skipped=(), config=None) -> list[Path]
         "check_rtol": CHECK_RTOL,
         "targets": TARGETS,
     }
-    paths = write_tables({"peers": table}, out, provenance(config))
+    # the report's summary lists every distinct passport: one here
+    summary = {
+        "code_versions": [record["code_version"]],
+        "git": [{"commit": record["git_commit"], "dirty": record["git_dirty"]}],
+        "machines": [record["machine"]],
+        "blas": [record["blas"]],
+        "python": [record["python"]],
+        "dependencies": [record["dependencies"]],
+    }
+    summarized = {*summary, "code_version", "git_commit", "git_dirty", "machine", "python"}
+    prov = summary | {k: v for k, v in record.items() if k not in summarized}
+    paths = write_tables({"peers": table}, out, prov)
     paths.append(_figure(table, out / "peers.png"))
     return paths
 
 
 def _figure(table: pd.DataFrame, path: Path) -> Path:
-    """One horizontal bar per row: ours / peer (log axis), a tick at its target; rows whose
-    check failed are labelled so instead of drawn."""
+    """One horizontal bar per row from parity (1) to ours / peer on a log axis, green
+    where the target (a black tick) is met; rows whose check failed are labelled so."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -531,14 +549,17 @@ def _figure(table: pd.DataFrame, path: Path) -> Path:
     ratio = table["ratio"].to_numpy(dtype=float)
     met = table["met"].eq("yes").to_numpy()
     drawn = np.isfinite(ratio)
-    ax.barh(y[drawn], ratio[drawn], color=np.where(met[drawn], "#2ca02c", "#d62728"))
+    colors = np.where(met[drawn], "#2ca02c", "#d62728")
+    ax.barh(y[drawn], ratio[drawn] - 1.0, left=1.0, color=colors)  # from parity to the ratio
     ax.scatter(table["target"], y, marker="|", s=200, color="black", zorder=3, label="target")
     for yi in y[~drawn]:
         ax.text(1.0, yi, "check failed", va="center", ha="center", fontsize=8)
     ax.axvline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_yticks(y, [f"{w} ({s})" for w, s in zip(table["work"], table["sizes"])], fontsize=7)
-    ax.set_xlabel("time ratio natgrad / peer (minimum over repeats; < 1: natgrad faster)")
+    ax.set_xlabel("time natgrad / peer (minima; < 1: natgrad faster)")
     ax.legend(loc="lower right", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150, metadata={"Software": None})

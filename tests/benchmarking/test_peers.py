@@ -182,7 +182,10 @@ def test_quick_runs_end_to_end(tmp_path, capsys):
     assert all(any(w.startswith(k) for w in table["work"]) for k in kinds)
     assert table["floor"].notna().any()
     sidecar = json.loads((out / "peers.json").read_text())
-    assert {"code_version", "machine", "blas", "date"} <= set(sidecar["provenance"])
+    prov = sidecar["provenance"]
+    assert {"code_versions", "machines", "git", "date", "settings"} <= set(prov)
+    (pools,) = prov["blas"]  # read inside the measurement: every pool at one thread
+    assert pools and all(pool["num_threads"] == 1 for pool in pools)
     assert sidecar["columns"]["ratio"]["description"] == peers.COLUMNS["ratio"][0]
     for suffix in ("md", "tex", "png"):
         assert (out / f"peers.{suffix}").stat().st_size > 0
