@@ -556,6 +556,7 @@ def _figure(table: pd.DataFrame, path: Path) -> Path:
         ax.text(1.0, yi, "check failed", va="center", ha="center", fontsize=8)
     ax.axvline(1.0, color="grey", lw=0.8, ls="--")
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_yticks(y, [f"{w} ({s})" for w, s in zip(table["work"], table["sizes"])], fontsize=7)
