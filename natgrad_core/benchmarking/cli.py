@@ -106,7 +106,7 @@ def _fastest(frame) -> str:
     )
     rows = [["problem", "F*", "ε", "first in time (s)", "first in work (gradient evaluations)"]]
     for (problem, reference), group in medians.groupby(["problem", "reference"], sort=False):
-        row = [problem, _REFERENCES.get(reference, reference)]
+        row = [problem, reference]  # "exact optimum" / "best known", as metrics names F*
         reached = group[np.isfinite(group["time_to_eps"])]
         if reached.empty:
             rows.append([*row, "—", f"no solver's median reached {max(DEFAULT_EPS):g}"])
@@ -133,10 +133,6 @@ def _digits(value: float, significant: int) -> str:
     (5318 → "5320", not "5.32e+03")."""
     text = f"{value:.{significant}g}"
     return f"{float(text):.0f}" if "e+" in text else text
-
-
-_REFERENCES = {"exact": "exact optimum", "best known": "best known"}
-"""The report's ``reference`` column, as the summary names F*."""
 
 
 def _cmd_run(args) -> int:
