@@ -6,6 +6,8 @@ distribution provides, per sample,
 
 * ``nll(z, Y)``          negative log-likelihood, shape (n_samples,);
 * ``grad(z, Y)``         ∂nll/∂z, shape (n_samples, n_outputs);
+* ``mean_nll_and_grad(z, Y)``  the mean loss (1/N) Σₙ nll and its gradient ∂/∂z = grad / N
+                         in one fused pass (what a loss-and-gradient evaluation needs);
 * ``lam(z)``             the output-space Fisher Λ = E_{y~p(·|z)}[∇_z nll ∇_z nllᵀ], which for
                          these exponential families with canonical link equals the Hessian
                          ∂²nll/∂z², shape (n_samples, n_outputs, n_outputs);
@@ -46,6 +48,11 @@ class OutputDistribution:
 
     def grad(self, z: Array, Y: Array) -> Array:
         raise NotImplementedError
+
+    def mean_nll_and_grad(self, z: Array, Y: Array) -> tuple[float, Array]:
+        """``((1/N) Σₙ nll(zₙ, Yₙ), grad(z, Y) / N)`` for N = n_samples."""
+        n = z.shape[0]
+        return float(np.sum(self.nll(z, Y))) / n, self.grad(z, Y) / n
 
     def lam(self, z: Array) -> Array:
         raise NotImplementedError
@@ -103,6 +110,20 @@ class Categorical(OutputDistribution):
 
     def grad(self, z, Y):
         return self.predict(z) - Y
+
+    def mean_nll_and_grad(self, z, Y):
+        # nllₙ = mₙ + log Σₖ exp(zₙₖ − mₙ) − ⟨Yₙ, zₙ⟩ with mₙ = maxₖ zₙₖ, and
+        # ∂nllₙ/∂zₙ = pₙ − Yₙ with pₙ = exp(zₙ − mₙ) / Σₖ exp(zₙₖ − mₙ): one exp per element.
+        n = z.shape[0]
+        m = z.max(axis=1, keepdims=True)
+        G = np.subtract(z, m)
+        np.exp(G, out=G)
+        s = G.sum(axis=1, keepdims=True)
+        total = np.log(s).sum() + m.sum() - np.einsum("nk,nk->", Y, z)
+        s *= n
+        G /= s
+        G -= Y * (1.0 / n)
+        return float(total) / n, G
 
     def predict(self, z):
         return softmax(z, axis=-1)
@@ -166,6 +187,15 @@ class Bernoulli(OutputDistribution):
 
     def grad(self, z, Y):
         return expit(z) - Y
+
+    def mean_nll_and_grad(self, z, Y):
+        # nll = log(1 + eᶻ) − y z and ∂nll/∂z = σ(z) − y, elementwise.
+        n = z.shape[0]
+        total = np.logaddexp(0.0, z).sum() - np.einsum("nk,nk->", Y, z)
+        G = expit(z)
+        G -= Y
+        G /= n
+        return float(total) / n, G
 
     def predict(self, z):
         return expit(z)

@@ -28,22 +28,31 @@ from .losses import OutputDistribution, get_head
 __all__ = ["ACTIVATIONS", "MLP", "ForwardCache", "LogisticModel", "PassFlops"]
 
 
-def _tanh(z):
-    a = np.tanh(z)
-    return a, 1.0 - a * a
+def _tanh(z, out):
+    np.tanh(z, out=out)
+    np.multiply(out, out, out=z)
+    return np.subtract(1.0, z, out=z)
 
 
-def _relu(z):
-    return np.maximum(z, 0.0), (z > 0).astype(z.dtype)
+def _relu(z, out):
+    np.maximum(z, 0.0, out=out)
+    return np.greater(z, 0.0, out=z)
 
 
-def _sigmoid(z):
-    a = 0.5 * (1.0 + np.tanh(0.5 * z))
-    return a, a * (1.0 - a)
+def _sigmoid(z, out):
+    np.multiply(z, 0.5, out=out)
+    np.tanh(out, out=out)
+    out += 1.0
+    out *= 0.5
+    np.subtract(1.0, out, out=z)
+    z *= out
+    return z
 
 
-def _identity(z):
-    return z, np.ones_like(z)
+def _identity(z, out):
+    out[...] = z
+    z.fill(1.0)
+    return z
 
 
 _ACTIVATIONS = {
@@ -54,7 +63,10 @@ _ACTIVATIONS = {
     "identity": _identity,
 }
 ACTIVATIONS = tuple(_ACTIVATIONS)
-"""Names of the hidden-layer activations."""
+"""Names of the hidden-layer activations.
+
+Each ``_ACTIVATIONS[name](z, out)`` writes ``φ(z)`` into ``out`` and overwrites ``z`` with
+the slope ``φ'(z)``, which it returns: the forward pass needs no other temporary."""
 
 
 class ForwardCache(NamedTuple):
@@ -239,24 +251,42 @@ class MLP:
             )
         return np.asarray(X, dtype=self.dtype)
 
-    def _augment(self, a: Array) -> Array:
-        if not self.fit_intercept:
-            return a
-        return np.hstack([a, np.ones((a.shape[0], 1), dtype=a.dtype)])
+    def augment(self, X: Array) -> Array:
+        """The layer-0 input ``ā_0 = [X, 1]``: a new C-ordered array of shape (n_samples,
+        n_features + 1) with the ones column last, or ``X`` itself without intercepts.
 
-    def forward(self, theta: Array, X: Array) -> ForwardCache:
-        """Network outputs and what the other passes need. X: (n_samples, n_features)."""
+        :class:`Objective` builds it once, so that no forward pass copies the data
+        (``forward(theta, X_bar, augmented=True)``).
+        """
+        if not self.fit_intercept:
+            return X
+        X_bar = np.empty((X.shape[0], X.shape[1] + 1), dtype=X.dtype)
+        X_bar[:, :-1] = X
+        X_bar[:, -1] = 1.0
+        return X_bar
+
+    def forward(self, theta: Array, X: Array, *, augmented: bool = False) -> ForwardCache:
+        """Network outputs and what the other passes need.
+
+        X : array of shape (n_samples, n_features), or ``ā_0`` of shape (n_samples,
+            n_features + 1) from :meth:`augment` when ``augmented`` (then it is used as is:
+            ``cache.inputs[0]`` is ``X``).
+
+        Each hidden layer writes ``φ(z_l)`` straight into a new ``ā_{l+1}`` whose ones
+        column is set once, and ``φ'(z_l)`` over ``z_l``: one allocation per layer, no copy.
+        """
         Ws = self.unpack(theta)
-        inputs, slopes = [], []
-        a = X
-        for i, W in enumerate(Ws):
-            a_bar = self._augment(a)
-            inputs.append(a_bar)
+        a_bar = X if augmented else self.augment(X)
+        inputs, slopes = [a_bar], []
+        n, bias = a_bar.shape[0], int(self.fit_intercept)
+        for lay, W in zip(self.layers[:-1], Ws):
             z = a_bar @ W
-            if i < len(Ws) - 1:
-                a, slope = self._act(z)
-                slopes.append(slope)
-        return ForwardCache(inputs, slopes, z)
+            a_bar = np.empty((n, lay.fan_out + bias), dtype=z.dtype)
+            if bias:
+                a_bar[:, -1] = 1.0
+            slopes.append(self._act(z, out=a_bar[:, : lay.fan_out]))
+            inputs.append(a_bar)
+        return ForwardCache(inputs, slopes, a_bar @ Ws[-1])
 
     def predict_outputs(self, theta: Array, X: Array) -> Array:
         """Network outputs z of shape (n_samples, n_outputs) for X of shape
@@ -275,14 +305,21 @@ class MLP:
         grads = [g]
         for layer_idx in range(len(Ws) - 1, 0, -1):
             W = Ws[layer_idx][: self.layers[layer_idx].fan_in]
-            g = (g @ W.T) * cache.slopes[layer_idx - 1]
+            g = g @ W.T
+            g *= cache.slopes[layer_idx - 1]
             grads.append(g)
         return grads[::-1]
 
     def vjp(self, theta: Array, cache: ForwardCache, U: Array) -> Array:
-        """Σₙ Jₙᵀ uₙ, where Jₙ = ∂zₙ/∂θ. U: (n_samples, n_outputs) → (n_params,)."""
+        """Σₙ Jₙᵀ uₙ, where Jₙ = ∂zₙ/∂θ. U: (n_samples, n_outputs) → (n_params,).
+
+        Each layer's ``ā_lᵀ g_l`` is written straight into its block of the result.
+        """
         gs = self.backward(theta, cache, U)
-        return np.concatenate([(a.T @ g).ravel() for a, g in zip(cache.inputs, gs)])
+        out = np.empty(self.n_params, dtype=np.result_type(cache.inputs[0], U))
+        for block, a, g in zip(self.unpack(out), cache.inputs, gs):
+            np.matmul(a.T, g, out=block)
+        return out
 
     def jvp(self, theta: Array, cache: ForwardCache, v: Array) -> Array:
         """Jₙ v for every sample (forward mode). v: (n_params,) → (n_samples, n_outputs)."""

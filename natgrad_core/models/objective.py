@@ -79,7 +79,7 @@ class Objective:
         if not isinstance(model, MLP):
             raise TypeError(f"model must be an MLP or LogisticModel, got {type(model).__name__}.")
         self.model = model
-        self.X = model.check_X(X)
+        self._set_design(model.augment(model.check_X(X)))
         y = check_finite_array(y, "y")
         if y.shape[0] != self.X.shape[0]:
             raise ValueError(
@@ -100,7 +100,7 @@ class Objective:
     def _from_encoded(cls, parent: Objective, idx) -> Objective:
         obj = cls.__new__(cls)
         obj.model = parent.model
-        obj.X = parent.X[idx]
+        obj._set_design(parent._X_bar[idx])
         obj.y = parent.y[idx]
         obj.Y = parent.Y[idx]
         obj.alpha = parent.alpha
@@ -110,6 +110,14 @@ class Objective:
         obj._cached_theta = None
         obj._cached_forward = None
         return obj
+
+    def _set_design(self, X_bar: Array) -> None:
+        """Keep ``ā_0 = [X, 1]`` (from ``MLP.augment``) as the one copy of the data: every
+        forward pass reads it in place, and ``X`` is a view of its first n_features columns.
+        Both are read-only, since every forward cache shares them."""
+        self._X_bar = X_bar.view()
+        self._X_bar.flags.writeable = False
+        self.X = self._X_bar[:, : self.model.n_features]
 
     def batch(self, idx) -> Objective:
         """The objective on rows ``idx``, sharing the counts and the full-data L2 scale."""
@@ -140,7 +148,7 @@ class Objective:
     def forward(self, theta: Array):
         """Forward pass at ``theta``, memoized for the last ``theta`` seen."""
         if self._cached_theta is None or not np.array_equal(self._cached_theta, theta):
-            self._cached_forward = self.model.forward(theta, self.X)
+            self._cached_forward = self.model.forward(theta, self._X_bar, augmented=True)
             self._cached_theta = np.array(theta, copy=True)
         return self._cached_forward
 
@@ -160,11 +168,11 @@ class Objective:
         if count:
             self.counts.n_grad += 1
         cache = self.forward(theta)
-        head = self.model.head
-        U = head.grad(cache.outputs, self.Y) / self.n_samples
+        loss, U = self.model.head.mean_nll_and_grad(cache.outputs, self.Y)
+        grad = self.model.vjp(theta, cache, U)
         pen, pen_grad = self._penalty(theta)
-        loss = float(np.mean(head.nll(cache.outputs, self.Y))) + pen
-        return loss, self.model.vjp(theta, cache, U) + pen_grad
+        grad += pen_grad
+        return loss + pen, grad
 
     def per_example_grads(self, theta: Array) -> Array:
         """∇ nll(zₙ, yₙ) for every sample, shape (n_samples, n_params); no penalty."""
