@@ -112,18 +112,24 @@ class Categorical(OutputDistribution):
         return self.predict(z) - Y
 
     def mean_nll_and_grad(self, z, Y):
-        # nllₙ = mₙ + log Σₖ exp(zₙₖ − mₙ) − ⟨Yₙ, zₙ⟩ with mₙ = maxₖ zₙₖ, and
-        # ∂nllₙ/∂zₙ = pₙ − Yₙ with pₙ = exp(zₙ − mₙ) / Σₖ exp(zₙₖ − mₙ): one exp per element.
+        # nllₙ = log Σₖ exp(zₙₖ − mₙ) + mₙ − ⟨Yₙ, zₙ⟩ with mₙ = maxₖ zₙₖ, and ∂nllₙ/∂zₙ = pₙ − Yₙ
+        # with pₙ = exp(zₙ − mₙ) / Σₖ exp(zₙₖ − mₙ): one exp per element. The work runs on the
+        # (n_classes, n_samples) transpose, where reductions over classes are contiguous rows
+        # (numpy reduces a short trailing axis slowly). Each nllₙ is formed before the mean,
+        # as in nll(), so that no cancellation between sums of large terms blurs the loss.
         n = z.shape[0]
-        m = z.max(axis=1, keepdims=True)
-        G = np.subtract(z, m)
-        np.exp(G, out=G)
-        s = G.sum(axis=1, keepdims=True)
-        total = np.log(s).sum() + m.sum() - np.einsum("nk,nk->", Y, z)
+        zt = z.T.copy(order="C")
+        m = zt.max(axis=0)
+        Gt = np.subtract(zt, m, out=zt)
+        np.exp(Gt, out=Gt)
+        s = Gt.sum(axis=0)
+        nll = np.log(s)
+        nll += m
+        nll -= np.einsum("nk,nk->n", Y, z)
         s *= n
-        G /= s
-        G -= Y * (1.0 / n)
-        return float(total) / n, G
+        Gt /= s
+        Gt -= Y.T * (1.0 / n)
+        return float(np.mean(nll)), Gt.T
 
     def predict(self, z):
         return softmax(z, axis=-1)
@@ -191,11 +197,12 @@ class Bernoulli(OutputDistribution):
     def mean_nll_and_grad(self, z, Y):
         # nll = log(1 + eᶻ) − y z and ∂nll/∂z = σ(z) − y, elementwise.
         n = z.shape[0]
-        total = np.logaddexp(0.0, z).sum() - np.einsum("nk,nk->", Y, z)
+        nll = np.logaddexp(0.0, z)
+        nll -= Y * z
         G = expit(z)
         G -= Y
         G /= n
-        return float(total) / n, G
+        return float(np.sum(nll)) / n, G
 
     def predict(self, z):
         return expit(z)

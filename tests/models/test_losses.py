@@ -348,3 +348,43 @@ def test_get_head_resolves_names_and_aliases(name, cls):
 def test_get_head_passes_instances_through():
     head = Gaussian(3.0)
     assert get_head(head) is head
+
+
+# ----------------------------------------------------------------------------- fused loss
+def _textbook_nll_and_grad(head, z, Y):
+    """Per-sample nll and ∂nll/∂z from the textbook formulas (independent of the heads)."""
+    if head.name == "softmax":
+        p = _softmax(z)
+        return -np.log(np.sum(p * Y, axis=1)), p - Y
+    if head.name == "sigmoid":
+        p = _sigmoid(z)
+        return -np.sum(Y * np.log(p) + (1.0 - Y) * np.log1p(-p), axis=1), p - Y
+    return np.sum((z - Y) ** 2, axis=1) / (2.0 * head.variance), (z - Y) / head.variance
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_mean_nll_and_grad_matches_textbook_mean_and_leaves_z_alone(head_case, order):
+    head = head_case.make()
+    z = np.asarray(_logits(head_case), order=order)
+    z_before = z.copy()
+    Y = _targets(head_case, head)
+    nll, grad = _textbook_nll_and_grad(head, z, Y)
+    loss, G = head.mean_nll_and_grad(z, Y)
+    assert isinstance(loss, float)
+    assert loss == pytest.approx(nll.mean(), rel=TIGHT)
+    assert G.shape == z.shape
+    np.testing.assert_allclose(G, grad / N_SAMPLES, rtol=TIGHT, atol=TIGHT)
+    np.testing.assert_array_equal(z, z_before)
+
+
+def test_mean_nll_and_grad_is_stable_for_large_logits():
+    z = np.array([[1000.0, 0.0], [0.0, -1000.0]])
+    Y = Categorical().encode(np.array([1, 0]), 2)
+    loss, G = Categorical().mean_nll_and_grad(z, Y)
+    assert loss == pytest.approx(500.0, rel=TIGHT)
+    np.testing.assert_allclose(G, [[0.5, -0.5], [0.0, 0.0]], atol=TIGHT)
+    zb = np.array([[800.0], [-800.0]])
+    Yb = np.array([[0.0], [1.0]])
+    loss, G = Bernoulli().mean_nll_and_grad(zb, Yb)
+    assert loss == pytest.approx(800.0, rel=TIGHT)
+    np.testing.assert_allclose(G, [[0.5], [-0.5]], atol=TIGHT)

@@ -561,9 +561,9 @@ def test_evaluation_outside_the_clock_does_not_prime_the_next_step():
     forward_calls = []
     original = objective_module.MLP.forward
 
-    def counting_forward(self, theta, X_):
+    def counting_forward(self, theta, X_, **kwargs):
         forward_calls.append(1)
-        return original(self, theta, X_)
+        return original(self, theta, X_, **kwargs)
 
     objective_module.MLP.forward = counting_forward
     try:
