@@ -69,6 +69,11 @@ Each ``_ACTIVATIONS[name](z, out)`` writes ``φ(z)`` into ``out`` and overwrites
 the slope ``φ'(z)``, which it returns: the forward pass needs no other temporary."""
 
 
+ROW_BLOCK_BYTES = 2**20
+"""Bytes of ``ā_0`` per block in :meth:`MLP.loss_and_vjp` for linear models: about one
+core's L2 cache, so that a block read for ``z = ā W̄`` is still cached for ``āᵀ G``."""
+
+
 class ForwardCache(NamedTuple):
     """What one forward pass keeps for the backward and forward-mode passes.
 
@@ -287,6 +292,45 @@ class MLP:
             slopes.append(self._act(z, out=a_bar[:, : lay.fan_out]))
             inputs.append(a_bar)
         return ForwardCache(inputs, slopes, a_bar @ Ws[-1])
+
+    def loss_and_vjp(
+        self, theta: Array, X_bar: Array, Y: Array, cache: ForwardCache | None = None
+    ) -> tuple[ForwardCache, float, Array]:
+        """``(cache, ℓ, ∇ℓ)`` for the mean loss ``ℓ(θ) = (1/N) Σₙ nll(zₙ(θ), Yₙ)``.
+
+        X_bar : ``ā_0`` from :meth:`augment`, shape (n_samples, n_features [+ 1]).
+        Y : encoded targets, shape (n_samples, n_outputs).
+        cache : the forward pass at ``theta``, if already known (it is then reused).
+
+        Without hidden layers (and without ``cache``) the pass runs over blocks of
+        :data:`ROW_BLOCK_BYTES` of ``ā_0``: each block's ``z_b = ā_b W̄``, head gradient
+        ``G_b`` and ``ā_bᵀ G_b`` follow one another while the block is still in cache, so
+        ``X`` is read from memory once rather than twice (a linear model's loss and
+        gradient are memory-bound: two matrix-vector products over ``X``). The loop runs
+        over a few blocks of thousands of rows, never over samples; the products and so
+        :meth:`pass_flops` are the same.
+        """
+        head = self.head
+        if cache is not None or len(self.layers) > 1:
+            cache = self.forward(theta, X_bar, augmented=True) if cache is None else cache
+            loss, U = head.mean_nll_and_grad(cache.outputs, Y)
+            return cache, loss, self.vjp(theta, cache, U)
+        (W,) = self.unpack(theta)
+        n = X_bar.shape[0]
+        z = np.empty((n, W.shape[1]), dtype=np.result_type(X_bar, W))
+        grad = np.zeros(self.n_params, dtype=z.dtype)
+        G_W = grad.reshape(W.shape)
+        rows = max(1, ROW_BLOCK_BYTES // max(1, X_bar.shape[1] * X_bar.itemsize))
+        total = 0.0
+        for start in range(0, n, rows):
+            a, z_b = X_bar[start : start + rows], z[start : start + rows]
+            np.matmul(a, W, out=z_b)
+            loss_b, G_b = head.mean_nll_and_grad(z_b, Y[start : start + rows])
+            share = z_b.shape[0] / n
+            total += share * loss_b
+            G_b *= share
+            G_W += a.T @ G_b
+        return ForwardCache([X_bar], [], z), total, grad
 
     def predict_outputs(self, theta: Array, X: Array) -> Array:
         """Network outputs z of shape (n_samples, n_outputs) for X of shape

@@ -145,12 +145,23 @@ class Objective:
         self._cached_theta = None
         self._cached_forward = None
 
+    def _memoized(self, theta: Array):
+        """The memoized forward pass if it was computed at ``theta``, else None."""
+        if self._cached_theta is None or not np.array_equal(self._cached_theta, theta):
+            return None
+        return self._cached_forward
+
+    def _memoize(self, theta: Array, cache) -> None:
+        self._cached_forward = cache
+        self._cached_theta = np.array(theta, copy=True)
+
     def forward(self, theta: Array):
         """Forward pass at ``theta``, memoized for the last ``theta`` seen."""
-        if self._cached_theta is None or not np.array_equal(self._cached_theta, theta):
-            self._cached_forward = self.model.forward(theta, self._X_bar, augmented=True)
-            self._cached_theta = np.array(theta, copy=True)
-        return self._cached_forward
+        cache = self._memoized(theta)
+        if cache is None:
+            cache = self.model.forward(theta, self._X_bar, augmented=True)
+            self._memoize(theta, cache)
+        return cache
 
     def _penalty(self, theta):
         w = theta * self._mask
@@ -167,9 +178,10 @@ class Objective:
         """(L(θ), ∇L(θ)); counted as one gradient evaluation unless ``count=False``."""
         if count:
             self.counts.n_grad += 1
-        cache = self.forward(theta)
-        loss, U = self.model.head.mean_nll_and_grad(cache.outputs, self.Y)
-        grad = self.model.vjp(theta, cache, U)
+        cache = self._memoized(theta)
+        new_cache, loss, grad = self.model.loss_and_vjp(theta, self._X_bar, self.Y, cache)
+        if cache is None:
+            self._memoize(theta, new_cache)
         pen, pen_grad = self._penalty(theta)
         grad += pen_grad
         return loss + pen, grad

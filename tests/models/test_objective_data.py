@@ -16,6 +16,7 @@ import pytest
 from scipy.special import expit, logsumexp
 
 from natgrad_core.models import MLP, LogisticModel, Objective
+from natgrad_core.models import mlp as mlp_module
 from tests.cases import MODEL_CASE_IDS, MODEL_CASES, make_labels, reference_forward
 from tests.conftest import ATOL, FD_EPS, RTOL, TIGHT, fd_gradient
 
@@ -91,8 +92,15 @@ def _problem(case: DataCase):
     return objective, X, y, theta
 
 
+@pytest.mark.parametrize("block_bytes", [None, 7 * 6 * 8], ids=["one_block", "7_row_blocks"])
 @pytest.mark.parametrize("case", DATA_CASES, ids=[c.id for c in DATA_CASES])
-def test_loss_and_grad_match_independent_reference_on_full_data_and_batches(case):
+def test_loss_and_grad_match_independent_reference_on_full_data_and_batches(
+    case, block_bytes, monkeypatch
+):
+    """Also with blocks of 7 rows of [X, 1] (5 features) for linear models, so that blocks
+    do not divide n_samples; the memoized forward pass is the reference's too."""
+    if block_bytes is not None:
+        monkeypatch.setattr(mlp_module, "ROW_BLOCK_BYTES", block_bytes)
     objective, X, y, theta = _problem(case)
     n_total = case.n_samples
 
@@ -109,6 +117,8 @@ def test_loss_and_grad_match_independent_reference_on_full_data_and_batches(case
     assert value == pytest.approx(loss(theta), rel=loss_rtol)
     assert objective.loss(theta.astype(case.dtype)) == pytest.approx(value, rel=loss_rtol)
     np.testing.assert_allclose(grad, fd_gradient(loss, theta), rtol=rtol, atol=atol)
+    _, z = reference_forward(case.model, theta, X)
+    np.testing.assert_allclose(objective.forward(theta).outputs, z, rtol=loss_rtol, atol=atol)
 
 
 @pytest.mark.parametrize("case", DATA_CASES, ids=[c.id for c in DATA_CASES])
