@@ -6,8 +6,8 @@ distribution provides, per sample,
 
 * ``nll(z, Y)``          negative log-likelihood, shape (n_samples,);
 * ``grad(z, Y)``         ∂nll/∂z, shape (n_samples, n_outputs);
-* ``mean_nll_and_grad(z, Y)``  the mean loss (1/N) Σₙ nll and its gradient ∂/∂z = grad / N
-                         in one fused pass (what a loss-and-gradient evaluation needs);
+* ``nll_and_grad(z, Y, scale)``  ``nll(z, Y)`` and ``scale · grad(z, Y)`` in one fused pass
+                         (what a loss-and-gradient evaluation needs), the nll equal to ``nll``'s;
 * ``lam(z)``             the output-space Fisher Λ = E_{y~p(·|z)}[∇_z nll ∇_z nllᵀ], which for
                          these exponential families with canonical link equals the Hessian
                          ∂²nll/∂z², shape (n_samples, n_outputs, n_outputs);
@@ -49,10 +49,13 @@ class OutputDistribution:
     def grad(self, z: Array, Y: Array) -> Array:
         raise NotImplementedError
 
-    def mean_nll_and_grad(self, z: Array, Y: Array) -> tuple[float, Array]:
-        """``((1/N) Σₙ nll(zₙ, Yₙ), grad(z, Y) / N)`` for N = n_samples."""
-        n = z.shape[0]
-        return float(np.sum(self.nll(z, Y))) / n, self.grad(z, Y) / n
+    def nll_and_grad(self, z: Array, Y: Array, scale: float = 1.0) -> tuple[Array, Array]:
+        """``(nll(z, Y), scale · grad(z, Y))``, shapes (n_samples,) and (n_samples, n_outputs).
+
+        Subclasses fuse the two where they share work; the nll is always ``nll``'s, to
+        the last bit, so that a loss from here and one from ``nll`` compare exactly.
+        """
+        return self.nll(z, Y), scale * self.grad(z, Y)
 
     def lam(self, z: Array) -> Array:
         raise NotImplementedError
@@ -105,31 +108,37 @@ class Categorical(OutputDistribution):
         Y[np.arange(y.shape[0]), y] = 1.0
         return Y
 
+    @staticmethod
+    def _normalize(z):
+        """``(log Σₖ exp zₙₖ, E)`` where ``E`` of shape (n_classes, n_samples) holds the
+        probabilities pₙₖ = exp(zₙₖ − mₙ) / Σⱼ exp(zₙⱼ − mₙ), mₙ = maxₖ zₙₖ: one exp per
+        element. The work runs on the class-major transpose, where the reductions over
+        classes are contiguous rows (numpy reduces a short trailing axis slowly)."""
+        E = z.T.copy(order="C")
+        m = E.max(axis=0)
+        E -= m
+        np.exp(E, out=E)
+        s = E.sum(axis=0)
+        E /= s
+        np.log(s, out=s)
+        s += m
+        return s, E
+
     def nll(self, z, Y):
-        return logsumexp(z, axis=1) - np.einsum("nk,nk->n", Y, z)
+        # nllₙ = log Σₖ exp zₙₖ − ⟨Yₙ, zₙ⟩
+        nll, _ = self._normalize(z)
+        nll -= np.einsum("nk,nk->n", Y, z)
+        return nll
 
     def grad(self, z, Y):
         return self.predict(z) - Y
 
-    def mean_nll_and_grad(self, z, Y):
-        # nllₙ = log Σₖ exp(zₙₖ − mₙ) + mₙ − ⟨Yₙ, zₙ⟩ with mₙ = maxₖ zₙₖ, and ∂nllₙ/∂zₙ = pₙ − Yₙ
-        # with pₙ = exp(zₙ − mₙ) / Σₖ exp(zₙₖ − mₙ): one exp per element. The work runs on the
-        # (n_classes, n_samples) transpose, where reductions over classes are contiguous rows
-        # (numpy reduces a short trailing axis slowly). Each nllₙ is formed before the mean,
-        # as in nll(), so that no cancellation between sums of large terms blurs the loss.
-        n = z.shape[0]
-        zt = z.T.copy(order="C")
-        m = zt.max(axis=0)
-        Gt = np.subtract(zt, m, out=zt)
-        np.exp(Gt, out=Gt)
-        s = Gt.sum(axis=0)
-        nll = np.log(s)
-        nll += m
+    def nll_and_grad(self, z, Y, scale=1.0):
+        nll, E = self._normalize(z)
         nll -= np.einsum("nk,nk->n", Y, z)
-        s *= n
-        Gt /= s
-        Gt -= Y.T * (1.0 / n)
-        return float(np.mean(nll)), Gt.T
+        E -= Y.T
+        E *= scale
+        return nll, E.T
 
     def predict(self, z):
         return softmax(z, axis=-1)
@@ -194,15 +203,11 @@ class Bernoulli(OutputDistribution):
     def grad(self, z, Y):
         return expit(z) - Y
 
-    def mean_nll_and_grad(self, z, Y):
-        # nll = log(1 + eᶻ) − y z and ∂nll/∂z = σ(z) − y, elementwise.
-        n = z.shape[0]
-        nll = np.logaddexp(0.0, z)
-        nll -= Y * z
+    def nll_and_grad(self, z, Y, scale=1.0):
         G = expit(z)
         G -= Y
-        G /= n
-        return float(np.sum(nll)) / n, G
+        G *= scale
+        return self.nll(z, Y), G
 
     def predict(self, z):
         return expit(z)

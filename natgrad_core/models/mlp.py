@@ -310,27 +310,24 @@ class MLP:
         over a few blocks of thousands of rows, never over samples; the products and so
         :meth:`pass_flops` are the same.
         """
-        head = self.head
+        head, n = self.head, X_bar.shape[0]
         if cache is not None or len(self.layers) > 1:
             cache = self.forward(theta, X_bar, augmented=True) if cache is None else cache
-            loss, U = head.mean_nll_and_grad(cache.outputs, Y)
-            return cache, loss, self.vjp(theta, cache, U)
+            nll, U = head.nll_and_grad(cache.outputs, Y, 1.0 / n)
+            return cache, float(np.mean(nll)), self.vjp(theta, cache, U)
         (W,) = self.unpack(theta)
-        n = X_bar.shape[0]
         z = np.empty((n, W.shape[1]), dtype=np.result_type(X_bar, W))
+        nll = np.empty(n, dtype=z.dtype)
         grad = np.zeros(self.n_params, dtype=z.dtype)
         G_W = grad.reshape(W.shape)
         rows = max(1, ROW_BLOCK_BYTES // max(1, X_bar.shape[1] * X_bar.itemsize))
-        total = 0.0
         for start in range(0, n, rows):
-            a, z_b = X_bar[start : start + rows], z[start : start + rows]
-            np.matmul(a, W, out=z_b)
-            loss_b, G_b = head.mean_nll_and_grad(z_b, Y[start : start + rows])
-            share = z_b.shape[0] / n
-            total += share * loss_b
-            G_b *= share
+            block = slice(start, start + rows)
+            a = X_bar[block]
+            np.matmul(a, W, out=z[block])
+            nll[block], G_b = head.nll_and_grad(z[block], Y[block], 1.0 / n)
             G_W += a.T @ G_b
-        return ForwardCache([X_bar], [], z), total, grad
+        return ForwardCache([X_bar], [], z), float(np.mean(nll)), grad
 
     def predict_outputs(self, theta: Array, X: Array) -> Array:
         """Network outputs z of shape (n_samples, n_outputs) for X of shape

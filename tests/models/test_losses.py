@@ -363,28 +363,28 @@ def _textbook_nll_and_grad(head, z, Y):
 
 
 @pytest.mark.parametrize("order", ["C", "F"])
-def test_mean_nll_and_grad_matches_textbook_mean_and_leaves_z_alone(head_case, order):
+def test_nll_and_grad_match_textbook_formulas_and_leave_z_alone(head_case, order):
     head = head_case.make()
     z = np.asarray(_logits(head_case), order=order)
     z_before = z.copy()
     Y = _targets(head_case, head)
-    nll, grad = _textbook_nll_and_grad(head, z, Y)
-    loss, G = head.mean_nll_and_grad(z, Y)
-    assert isinstance(loss, float)
-    assert loss == pytest.approx(nll.mean(), rel=TIGHT)
-    assert G.shape == z.shape
-    np.testing.assert_allclose(G, grad / N_SAMPLES, rtol=TIGHT, atol=TIGHT)
+    nll_ref, grad_ref = _textbook_nll_and_grad(head, z, Y)
+    nll, G = head.nll_and_grad(z, Y, 0.25)
+    np.testing.assert_allclose(nll, nll_ref, rtol=TIGHT, atol=TIGHT)
+    np.testing.assert_allclose(G, 0.25 * grad_ref, rtol=TIGHT, atol=TIGHT)
+    # the fused nll is nll()'s to the last bit: losses from both compare exactly
+    np.testing.assert_array_equal(nll, head.nll(z, Y))
     np.testing.assert_array_equal(z, z_before)
 
 
-def test_mean_nll_and_grad_is_stable_for_large_logits():
+def test_fused_nll_and_grad_are_stable_for_large_logits():
     z = np.array([[1000.0, 0.0], [0.0, -1000.0]])
     Y = Categorical().encode(np.array([1, 0]), 2)
-    loss, G = Categorical().mean_nll_and_grad(z, Y)
-    assert loss == pytest.approx(500.0, rel=TIGHT)
-    np.testing.assert_allclose(G, [[0.5, -0.5], [0.0, 0.0]], atol=TIGHT)
+    nll, G = Categorical().nll_and_grad(z, Y)
+    np.testing.assert_allclose(nll, [1000.0, 0.0], atol=TIGHT)
+    np.testing.assert_allclose(G, [[1.0, -1.0], [0.0, 0.0]], atol=TIGHT)
     zb = np.array([[800.0], [-800.0]])
     Yb = np.array([[0.0], [1.0]])
-    loss, G = Bernoulli().mean_nll_and_grad(zb, Yb)
-    assert loss == pytest.approx(800.0, rel=TIGHT)
+    nll, G = Bernoulli().nll_and_grad(zb, Yb, 0.5)
+    np.testing.assert_allclose(nll, [800.0, 800.0])
     np.testing.assert_allclose(G, [[0.5], [-0.5]], atol=TIGHT)

@@ -560,12 +560,20 @@ def test_evaluation_outside_the_clock_does_not_prime_the_next_step():
     y = (X[:, 0] > 0).astype(int)
     forward_calls = []
     original = objective_module.MLP.forward
+    original_fused = objective_module.MLP.loss_and_vjp
 
     def counting_forward(self, theta, X_, **kwargs):
         forward_calls.append(1)
         return original(self, theta, X_, **kwargs)
 
+    def counting_fused(self, theta, X_bar, Y, cache=None):
+        # a linear model's loss_and_vjp runs its own (row-blocked) forward pass
+        if cache is None and len(self.layers) == 1:
+            forward_calls.append(1)
+        return original_fused(self, theta, X_bar, Y, cache)
+
     objective_module.MLP.forward = counting_forward
+    objective_module.MLP.loss_and_vjp = counting_fused
     try:
         minimize(
             LogisticModel(3, 2),
@@ -577,5 +585,6 @@ def test_evaluation_outside_the_clock_does_not_prime_the_next_step():
         )
     finally:
         objective_module.MLP.forward = original
+        objective_module.MLP.loss_and_vjp = original_fused
     # 6 evaluations for the record (iterations 0..5) + 5 gradient steps, none shared
     assert len(forward_calls) == 11
