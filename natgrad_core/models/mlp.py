@@ -177,6 +177,9 @@ class MLP:
             layers.append(layer)
             offset += layer.size
         self.layers: tuple[LayerShape, ...] = tuple(layers)
+        self._blocks = tuple(
+            (lay.offset, lay.offset + lay.size, (lay.rows, lay.fan_out)) for lay in layers
+        )
         self.n_params = offset
 
     def __repr__(self):
@@ -195,10 +198,7 @@ class MLP:
                 f"Shape mismatch: expected parameters of shape ({self.n_params},), "
                 f"got {theta.shape}."
             )
-        return [
-            theta[lay.offset : lay.offset + lay.size].reshape(lay.rows, lay.fan_out)
-            for lay in self.layers
-        ]
+        return [theta[start:stop].reshape(shape) for start, stop, shape in self._blocks]
 
     def pack(self, blocks) -> Array:
         """Inverse of :meth:`unpack`."""
