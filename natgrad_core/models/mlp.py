@@ -11,7 +11,11 @@ example's gradient for layer ``l`` is ``vec(ā gᵀ) = ā ⊗ g`` (``g = ∂nll/
 Fisher block is ``E[(ā ⊗ g)(ā ⊗ g)ᵀ]`` and K-FAC's approximation is ``A ⊗ G`` exactly as
 written in Martens & Grosse (2015), eq. (1).
 
-All methods are vectorized over samples: no Python loop runs over samples or classes.
+All methods are vectorized over samples: no Python loop runs over samples or classes (a
+linear model's :meth:`MLP.loss_and_vjp` loops over cache-sized blocks of thousands of rows).
+The data are never copied per pass: :class:`~natgrad_core.models.Objective` keeps ``ā_0``
+once (:meth:`MLP.augment`) and each hidden layer writes its activations into a new ``ā_l``
+whose ones column is set once.
 """
 
 from __future__ import annotations
