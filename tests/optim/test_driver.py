@@ -547,35 +547,3 @@ def test_bad_optimizer_parameters_raise_at_construction(case):
         make_optimizer(solver, **params)
     for fragment in fragments:
         assert fragment in str(info.value), (fragment, str(info.value))
-
-
-def test_evaluation_outside_the_clock_does_not_prime_the_next_step():
-    """The history's full-data evaluation must not leave a memoized forward pass that the
-    next optimizer step would reuse inside the clock."""
-    from natgrad_core import LogisticModel, make_optimizer, minimize
-    from natgrad_core.models import objective as objective_module
-
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((50, 3))
-    y = (X[:, 0] > 0).astype(int)
-    forward_calls = []
-    original = objective_module.MLP.forward
-
-    def counting_forward(self, theta, X_):
-        forward_calls.append(1)
-        return original(self, theta, X_)
-
-    objective_module.MLP.forward = counting_forward
-    try:
-        minimize(
-            LogisticModel(3, 2),
-            X,
-            y,
-            make_optimizer("gd", learning_rate=0.1, step="fixed"),
-            max_iter=5,
-            tol=0.0,
-        )
-    finally:
-        objective_module.MLP.forward = original
-    # 6 evaluations for the record (iterations 0..5) + 5 gradient steps, none shared
-    assert len(forward_calls) == 11
