@@ -18,7 +18,14 @@ from .._typing import Array, Seed
 from .._validation import CGMaxIterWarning, check_nonnegative, check_positive_int, warn_singular
 from .base import CurvatureOperator, FisherType, output_factors, parse_fisher_type
 
-__all__ = ["CGResult", "ImplicitFisher", "conjugate_gradient"]
+__all__ = ["CGResult", "ImplicitFisher", "conjugate_gradient", "forcing_term"]
+
+EW_GAMMA = 1.0
+EW_ALPHA = (1.0 + np.sqrt(5.0)) / 2.0
+EW_ETA_MAX = 0.5
+"""Eisenstat & Walker's (1996) choice 2 constants γ = 1, α = (1 + √5)/2 (one of the two
+pairs they recommend; fewer products than γ = 0.9, α = 2 on the bundled logistic fits) and
+the cap η_max (0.5, the largest forcing term of Nocedal & Wright's Algorithm 7.1)."""
 
 
 class CGResult(NamedTuple):
@@ -75,6 +82,32 @@ def conjugate_gradient(matvec, b: Array, x0=None, rtol=1e-10, maxiter=None, prec
         res = float(np.linalg.norm(r)) / b_norm
     converged = res <= rtol
     return CGResult(x, n_iter, res, converged, "converged" if converged else reason)
+
+
+def forcing_term(grad_norm: float, previous: tuple[float, float] | None, floor: float) -> float:
+    """The relative residual ηₖ to which an inexact Newton step solves ``C d = −∇L``.
+
+    Eisenstat & Walker (1996), "Choosing the forcing terms in an inexact Newton method",
+    SIAM J. Sci. Comput. 17(1), choice 2 with its safeguard:
+
+        ηₖ = γ (‖∇Lₖ‖ / ‖∇Lₖ₋₁‖)^α,   ηₖ ← max(ηₖ, γ ηₖ₋₁^α) if γ ηₖ₋₁^α > 0.1,
+
+    with γ = 1, α = (1 + √5)/2 (local convergence of q-order α when C is the Hessian),
+    then clipped to [``floor``, η_max = 0.5]; η₀ = η_max. Loose solves far from the
+    optimum, tight ones near it: no CG iterations spent on a Newton model that is still
+    poor. Nocedal & Wright (2006), Theorem 7.2, for why ηₖ → 0 gives superlinear steps.
+    ``previous`` is (‖∇Lₖ₋₁‖₂, ηₖ₋₁), None at the first step.
+    """
+    if previous is None:
+        eta = EW_ETA_MAX
+    else:
+        previous_norm, previous_eta = previous
+        ratio = grad_norm / previous_norm if previous_norm > 0 else 1.0
+        eta = EW_GAMMA * ratio**EW_ALPHA
+        safeguard = EW_GAMMA * previous_eta**EW_ALPHA
+        if safeguard > 0.1:
+            eta = max(eta, safeguard)
+    return float(min(EW_ETA_MAX, max(eta, floor)))
 
 
 class ImplicitFisher(CurvatureOperator):
