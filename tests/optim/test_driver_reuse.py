@@ -226,3 +226,26 @@ def test_record_every_must_be_a_positive_int(record_every, exc, fragment):
     model, X, y = logistic_problem()
     with pytest.raises(exc, match=fragment):
         minimize(model, X, y, make_optimizer("gd"), record_every=record_every)
+
+
+def test_minimize_does_not_search_for_thread_pools_on_every_call(monkeypatch):
+    """Finding the BLAS/OpenMP libraries walks every loaded shared object (~20 ms, as long
+    as a small fit): once per process, not once per ``minimize``."""
+    import threadpoolctl
+
+    model, X, y = logistic_problem()
+    minimize(model, X, y, make_optimizer("lbfgs"), max_iter=2)
+    searches = []
+    original = threadpoolctl.ThreadpoolController.__init__
+
+    def counting_init(self, *args, **kwargs):
+        searches.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(threadpoolctl.ThreadpoolController, "__init__", counting_init)
+    for blas_threads in (None, 1, None):
+        result = minimize(
+            model, X, y, make_optimizer("lbfgs"), max_iter=2, blas_threads=blas_threads
+        )
+        assert result.blas_threads >= 1
+    assert searches == []
