@@ -31,13 +31,16 @@ the cap η_max (0.5, the largest forcing term of Nocedal & Wright's Algorithm 7.
 class CGResult(NamedTuple):
     """x : solution; n_iter : iterations run; residual : final ‖b − A x‖ / ‖b‖;
     converged : whether ``residual <= rtol``; reason : "converged", "max_iter" or
-    "nonpositive_curvature" (a direction with pᵀAp ≤ 0: A is singular or indefinite)."""
+    "nonpositive_curvature" (a direction with pᵀAp ≤ 0: A is singular or indefinite);
+    r : the final residual b − A x as CG's recurrence carries it (so A x = b − r without
+    another product)."""
 
     x: Array
     n_iter: int
     residual: float
     converged: bool
     reason: str = "converged"
+    r: Array | None = None
 
 
 def conjugate_gradient(matvec, b: Array, x0=None, rtol=1e-10, maxiter=None, precond=None):
@@ -52,7 +55,7 @@ def conjugate_gradient(matvec, b: Array, x0=None, rtol=1e-10, maxiter=None, prec
     maxiter = b.size if maxiter is None else maxiter
     b_norm = float(np.linalg.norm(b))
     if b_norm == 0.0:
-        return CGResult(np.zeros_like(b), 0, 0.0, True)
+        return CGResult(np.zeros_like(b), 0, 0.0, True, r=np.zeros_like(b))
     if x0 is None:
         x = np.zeros_like(b)
         r = b.copy()
@@ -81,7 +84,7 @@ def conjugate_gradient(matvec, b: Array, x0=None, rtol=1e-10, maxiter=None, prec
         ry = ry_new
         res = float(np.linalg.norm(r)) / b_norm
     converged = res <= rtol
-    return CGResult(x, n_iter, res, converged, "converged" if converged else reason)
+    return CGResult(x, n_iter, res, converged, "converged" if converged else reason, r)
 
 
 def forcing_term(grad_norm: float, previous: tuple[float, float] | None, floor: float) -> float:

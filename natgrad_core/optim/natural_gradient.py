@@ -33,6 +33,7 @@ from ..curvature import (
     KFAC,
     DenseFisher,
     DiagonalFisher,
+    FisherType,
     ImplicitFisher,
     KFACFactors,
     layer_statistics,
@@ -241,7 +242,22 @@ class NaturalGradient(Optimizer):
             x0 = cg_x if (self.cg_warm_start and cg_x is not None) else None
             x = op.solve(grad, damping, x0=x0)
             cg_x = x
-        return -x, op.status, factors, operator, cg_x
+        return -x, op, factors, operator, cg_x
+
+    def _direction_product(self, op, grad, direction, damping):
+        """C d for d = −(C + λI)⁻¹∇L from the solve itself, when C is the exact Fisher:
+        (C + λI) x = ∇L − r with r CG's residual (0 for a direct solve), so
+        C d = −(∇L − r − λ x). None when the solve does not give it (approximate
+        curvatures, a fallback that changed the matrix)."""
+        if self.fisher is not FisherType.EXACT or op.status != "ok":
+            return None
+        if isinstance(op, ImplicitFisher):
+            residual = op.last_cg.r
+        elif isinstance(op, DenseFisher):
+            residual = 0.0
+        else:
+            return None
+        return -(grad - residual) - damping * direction
 
     # ------------------------------------------------------------------ step
     def step(self, objective, theta, state: NGState):
@@ -250,14 +266,23 @@ class NaturalGradient(Optimizer):
         cg_rtol, forcing = (None, None)
         if self.curvature == "cg":
             cg_rtol, forcing = self._cg_rtol(grad, state)
-        direction, status, factors, operator, cg_x = self._precondition(
+        direction, solved, factors, operator, cg_x = self._precondition(
             objective, theta, grad, damping, state, cg_rtol
         )
         if not np.all(np.isfinite(direction)):
             info = StepInfo(loss, 0.0, damping, "nonfinite_direction", {})
             return theta, state._replace(count=state.count + 1), info
         delta, rule_state, info = take_step(
-            self.step_rule, state.rule, objective, theta, loss, grad, direction, damping, status
+            self.step_rule,
+            state.rule,
+            objective,
+            theta,
+            loss,
+            grad,
+            direction,
+            damping,
+            solved.status,
+            self._direction_product(solved, grad, direction, damping),
         )
         new_state = NGState(
             state.count + 1, rule_state, factors, operator, cg_x, state.seed, forcing

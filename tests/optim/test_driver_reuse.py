@@ -249,3 +249,27 @@ def test_minimize_does_not_search_for_thread_pools_on_every_call(monkeypatch):
         )
         assert result.blas_threads >= 1
     assert searches == []
+
+
+# ----------------------------------------------------------------------------- solve's C·d
+@pytest.mark.parametrize("solver", ["exact", "cg"])
+def test_levenberg_marquardt_takes_c_d_from_the_solve(solver):
+    """The reduction ratio needs δᵀCδ; the solve already has (C + λI)x = ∇L − r, so no
+    Fisher-vector product is spent on it. ρ still matches a dense finite-difference C."""
+    from .problems import dense_curvature, run_with_iterates
+
+    model, X, y = logistic_problem()
+    optimizer = make_optimizer(solver, damping=1e-3)
+    result, iterates = run_with_iterates(model, X, y, optimizer, alpha=ALPHA, max_iter=5, tol=0.0)
+    h = result.history
+    n_fvp_per_step = np.diff(h["n_fvp"]) - np.diff(h["n_cg_iter"])
+    assert (n_fvp_per_step == 0).all()
+    for k in range(1, len(h)):
+        theta, delta = iterates[k - 1], iterates[k] - iterates[k - 1]
+        if h["step_size"].iloc[k] == 0.0:
+            continue
+        loss, grad = Objective(model, X, y, ALPHA).loss_and_grad(theta, count=False)
+        C = dense_curvature(model, X, y, theta, ALPHA)
+        new_loss = Objective(model, X, y, ALPHA).loss(iterates[k], count=False)
+        rho = (new_loss - loss) / (grad @ delta + 0.5 * delta @ C @ delta)
+        assert h["rho"].iloc[k] == pytest.approx(rho, rel=1e-6)
