@@ -15,7 +15,7 @@ diagonal matrix ``l2 · mask`` with ``l2 = α / N_total``.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -59,7 +59,8 @@ class OracleCounts:
     n_flops: int = 0
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        # not dataclasses.asdict: it deep-copies, and the driver asks once per history row
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
 
 class Evaluation(NamedTuple):
