@@ -272,6 +272,7 @@ class NaturalGradient(Optimizer):
         if not np.all(np.isfinite(direction)):
             info = StepInfo(loss, 0.0, damping, "nonfinite_direction", {})
             return theta, state._replace(count=state.count + 1), info
+        product = self._direction_product(solved, grad, direction, damping)
         delta, rule_state, info = take_step(
             self.step_rule,
             state.rule,
@@ -282,7 +283,7 @@ class NaturalGradient(Optimizer):
             direction,
             damping,
             solved.status,
-            self._direction_product(solved, grad, direction, damping),
+            product,
         )
         new_state = NGState(
             state.count + 1, rule_state, factors, operator, cg_x, state.seed, forcing

@@ -87,26 +87,17 @@ def exact_products(objective, theta, known=None):
 
 
 def take_step(
-    rule,
-    rule_state,
-    objective,
-    theta,
-    loss,
-    grad,
-    direction,
-    damping,
-    status="ok",
-    direction_product=None,
+    rule, rule_state, objective, theta, loss, grad, direction, damping, status="ok", product=None
 ):
     """Run ``rule`` along ``direction``; returns ``(delta, rule_state, StepInfo)``.
 
     ``status`` is the curvature's status; the rule's own ("rejected", …) is reported only
-    when the curvature was fine. ``direction_product`` is C·direction (exact Fisher plus
-    L2) when the caller already has it from its solve, sparing the rule one product.
+    when the curvature was fine. ``product`` is C·direction (exact Fisher plus L2) when the
+    caller already has it from its solve, sparing the rule one Fisher-vector product.
     """
     fvp = fisher_vp = None
     if rule.needs_curvature:
-        known = None if direction_product is None else (direction, direction_product)
+        known = None if product is None else (direction, product)
         fvp, fisher_vp = exact_products(objective, theta, known)
     ctx = StepContext(objective, theta, loss, grad, direction, damping, fvp, fisher_vp)
     delta, rule_state, extra = rule(ctx, rule_state)
