@@ -239,7 +239,8 @@ def test_exact_ng_factorizes_once_per_iteration(problem):
 @pytest.mark.parametrize("problem", sorted(PROBLEMS))
 def test_cg_counts_iterations_and_products_consistently(problem, warm_start):
     model, X, y = PROBLEMS[problem]()
-    opt = _optimizer(problem, "cg", cg_warm_start=warm_start)
+    # a fixed tolerance: under a loose forcing term a warm start may already be solution enough
+    opt = _optimizer(problem, "cg", cg_warm_start=warm_start, cg_forcing="fixed")
     result = minimize(model, X, y, opt, alpha=ALPHA, max_iter=6, tol=0.0)
     h = result.history
     assert np.all(h["n_fvp"] >= h["n_cg_iter"])
