@@ -75,9 +75,11 @@ class Result:
     message : a sentence saying why the run ended
     n_iter : optimizer steps taken
     loss, grad_norm : full-data L(θ) and ‖∇L(θ)‖_∞ at ``theta``
-    time : seconds spent inside optimizer steps
+    time : seconds spent inside optimizer steps, plus the measured seconds of driver
+           evaluations a step reused (module doc, "Reuse, with an honest clock")
     counts : final oracle counts (see :class:`~natgrad_core.models.OracleCounts`)
-    history : one row per iteration (0 = start): iteration, time, loss, grad_norm,
+    history : one row per recorded iteration (0 = start; every ``record_every``-th and the
+              last): iteration, time, loss, grad_norm,
               step_size, damping, status, the oracle counts so far, and callback columns
     blas_threads : the largest thread count of any BLAS or OpenMP pool, read inside the
                    run (after ``minimize``'s ``blas_threads`` limit took effect)
