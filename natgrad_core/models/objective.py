@@ -14,7 +14,9 @@ diagonal matrix ``l2 · mask`` with ``l2 = α / N_total``.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -22,7 +24,7 @@ from .._typing import Array
 from .._validation import check_finite_array, check_nonnegative
 from .mlp import MLP
 
-__all__ = ["Objective", "OracleCounts"]
+__all__ = ["Evaluation", "Objective", "OracleCounts"]
 
 
 @dataclass
@@ -57,7 +59,23 @@ class OracleCounts:
     n_flops: int = 0
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        # not dataclasses.asdict: it deep-copies, and the driver asks once per history row
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+class Evaluation(NamedTuple):
+    """The memo of the last loss-and-gradient evaluation (see :class:`Objective`).
+
+    theta : where it was evaluated;  loss, grad : L(θ) and ∇L(θ) (the memo's own copies)
+    forward_seconds, backward_seconds : wall time of its forward pass and of the rest
+        (0 for a part found already computed), measured when it ran.
+    """
+
+    theta: Array
+    loss: float
+    grad: Array
+    forward_seconds: float
+    backward_seconds: float
 
 
 class Objective:
@@ -73,6 +91,17 @@ class Objective:
         L2 strength, see the module docstring.
     n_total : int, optional
         Size of the full training set when ``X`` is a mini-batch (set by :meth:`batch`).
+
+    Memo and charged time
+    ---------------------
+    The last forward pass and the last loss-and-gradient evaluation (an :class:`Evaluation`)
+    are memoized: a second call at the same θ returns them without recomputing. An
+    evaluation made with ``count=False`` (outside an optimizer, e.g. the driver's history)
+    is work the optimizer did not pay for; when a counted call later consumes it (a counted
+    ``loss_and_grad`` at that θ: forward and backward; a counted ``loss`` or ``forward``:
+    the forward pass), it is counted as usual and its measured seconds are added to
+    ``charged_seconds``, which :meth:`take_charged_seconds` hands to the caller's clock —
+    so an optimizer's time is what it would have spent without the outside evaluation.
     """
 
     def __init__(self, model: MLP, X, y, alpha: float = 0.0, *, n_total=None, counts=None):
@@ -93,8 +122,8 @@ class Objective:
         self.n_total = self.X.shape[0] if n_total is None else int(n_total)
         self.counts = OracleCounts() if counts is None else counts
         self._mask = model.weight_mask()
-        self._cached_theta = None
-        self._cached_forward = None
+        self.charged_seconds = 0.0
+        self.clear_cache()
 
     @classmethod
     def _from_encoded(cls, parent: Objective, idx) -> Objective:
@@ -107,8 +136,8 @@ class Objective:
         obj.n_total = parent.n_total
         obj.counts = parent.counts
         obj._mask = parent._mask
-        obj._cached_theta = None
-        obj._cached_forward = None
+        obj.charged_seconds = 0.0
+        obj.clear_cache()
         return obj
 
     def _set_design(self, X_bar: Array) -> None:
@@ -141,27 +170,62 @@ class Objective:
         return self._mask
 
     def clear_cache(self) -> None:
-        """Forget the memoized forward pass (so the next evaluation recomputes it)."""
+        """Forget the memoized forward pass and evaluation (the next one recomputes both)."""
         self._cached_theta = None
         self._cached_forward = None
+        self._memo: Evaluation | None = None
+        # seconds of uncounted work at _owed_theta not yet charged: [forward, backward]
+        self._owed_theta, self._owed = None, [0.0, 0.0]
 
-    def _memoized(self, theta: Array):
-        """The memoized forward pass if it was computed at ``theta``, else None."""
-        if self._cached_theta is None or not np.array_equal(self._cached_theta, theta):
-            return None
-        return self._cached_forward
+    def evaluation_at(self, theta: Array) -> Evaluation | None:
+        """The memoized :class:`Evaluation` if the last one was at ``theta``, else None;
+        free, neither counted nor charged."""
+        memo = self._memo
+        return memo if memo is not None and np.array_equal(memo.theta, theta) else None
 
-    def _memoize(self, theta: Array, cache) -> None:
-        self._cached_forward = cache
+    def take_charged_seconds(self) -> float:
+        """Seconds charged since the last call (see the class doc), and reset them."""
+        seconds, self.charged_seconds = self.charged_seconds, 0.0
+        return seconds
+
+    def _owe(self, theta: Array, part: int, seconds: float) -> None:
+        """Record ``seconds`` of uncounted work at ``theta`` (part 0: forward, 1: backward)."""
+        if self._owed_theta is None or not np.array_equal(self._owed_theta, theta):
+            self._owed_theta, self._owed = theta, [0.0, 0.0]
+        self._owed[part] = seconds
+
+    def _pay(self, theta: Array, parts, charge: bool = True) -> None:
+        """Settle the owed ``parts`` at ``theta``: charge them (a counted call reuses the
+        work) or, with ``charge=False``, forget them (a counted call recomputed it)."""
+        if self._owed_theta is not None and np.array_equal(self._owed_theta, theta):
+            for part in parts:
+                if charge:
+                    self.charged_seconds += self._owed[part]
+                self._owed[part] = 0.0
+
+    def _has_forward(self, theta: Array) -> bool:
+        return self._cached_theta is not None and np.array_equal(self._cached_theta, theta)
+
+    def _forward(self, theta: Array, count: bool):
+        """(forward cache, seconds spent computing it now: 0 when memoized)."""
+        if self._has_forward(theta):
+            if count:
+                self._pay(theta, (0,))
+            return self._cached_forward, 0.0
+        start = time.perf_counter()
+        self._cached_forward = self.model.forward(theta, self._X_bar, augmented=True)
         self._cached_theta = np.array(theta, copy=True)
+        seconds = time.perf_counter() - start
+        if count:
+            self._pay(theta, (0,), charge=False)
+        else:
+            self._owe(self._cached_theta, 0, seconds)
+        return self._cached_forward, seconds
 
     def forward(self, theta: Array):
-        """Forward pass at ``theta``, memoized for the last ``theta`` seen."""
-        cache = self._memoized(theta)
-        if cache is None:
-            cache = self.model.forward(theta, self._X_bar, augmented=True)
-            self._memoize(theta, cache)
-        return cache
+        """Forward pass at ``theta``, memoized for the last ``theta`` seen (a counted use:
+        charges an uncounted forward pass it reuses)."""
+        return self._forward(theta, count=True)[0]
 
     def _penalty(self, theta):
         w = theta * self._mask
@@ -171,20 +235,51 @@ class Objective:
         """L(θ); counted as one loss evaluation unless ``count=False``."""
         if count:
             self.counts.n_loss += 1
-        z = self.forward(theta).outputs
+        z = self._forward(theta, count)[0].outputs
         return float(np.mean(self.model.head.nll(z, self.Y))) + self._penalty(theta)[0]
 
     def loss_and_grad(self, theta: Array, count: bool = True) -> tuple[float, Array]:
         """(L(θ), ∇L(θ)); counted as one gradient evaluation unless ``count=False``."""
         if count:
             self.counts.n_grad += 1
-        cache = self._memoized(theta)
-        new_cache, loss, grad = self.model.loss_and_vjp(theta, self._X_bar, self.Y, cache)
-        if cache is None:
-            self._memoize(theta, new_cache)
+        memo = self.evaluation_at(theta)
+        if memo is not None:
+            if count:
+                self._pay(theta, (0, 1))
+            return memo.loss, memo.grad.copy()
+        if not self._has_forward(theta) and len(self.model.layers) == 1:
+            # a linear model's fused pass (MLP.loss_and_vjp) reads X once for forward and
+            # backward, so they are timed together and split in proportion to their flops
+            start = time.perf_counter()
+            cache, loss, grad = self._loss_and_grad(theta, None)
+            seconds = time.perf_counter() - start
+            self._cached_forward, self._cached_theta = cache, np.array(theta, copy=True)
+            flops = self.model.pass_flops(self.n_samples)
+            forward_seconds = seconds * flops.forward / flops.gradient
+            backward_seconds = seconds - forward_seconds
+            if count:
+                self._pay(self._cached_theta, (0,), charge=False)
+            else:
+                self._owe(self._cached_theta, 0, forward_seconds)
+        else:
+            cache, forward_seconds = self._forward(theta, count)
+            start = time.perf_counter()
+            cache, loss, grad = self._loss_and_grad(theta, cache)
+            backward_seconds = time.perf_counter() - start
+        theta = self._cached_theta
+        self._memo = Evaluation(theta, loss, grad.copy(), forward_seconds, backward_seconds)
+        if count:
+            self._pay(theta, (1,), charge=False)
+        else:
+            self._owe(theta, 1, backward_seconds)
+        return loss, grad
+
+    def _loss_and_grad(self, theta: Array, cache):
+        """(forward cache, L(θ), ∇L(θ)) from ``MLP.loss_and_vjp``, reusing ``cache``."""
+        cache, loss, grad = self.model.loss_and_vjp(theta, self._X_bar, self.Y, cache)
         pen, pen_grad = self._penalty(theta)
         grad += pen_grad
-        return loss + pen, grad
+        return cache, loss + pen, grad
 
     def per_example_grads(self, theta: Array) -> Array:
         """∇ nll(zₙ, yₙ) for every sample, shape (n_samples, n_params); no penalty."""

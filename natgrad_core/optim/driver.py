@@ -7,13 +7,34 @@ The loop, in call order (each step says what it sets):
                   the run ends and read the threads in force; the optimizer state;
                   record iteration 0.
 2. ``batch``      the full data, or the next mini-batch of a seeded per-epoch permutation.
-3. ``step``       ``optimizer.step`` on the batch — the only code inside the clock.
-4. ``evaluate``   full-data loss and gradient at the new θ, *outside* the clock and not
-                  counted as oracle calls; the history row; the user's ``callback``.
+3. ``step``       ``optimizer.step`` on the batch — the only code inside the clock, plus
+                  the seconds it charges for reusing the driver's evaluation (below).
+4. ``evaluate``   when a row is due (every ``record_every`` iterations, at the end, and
+                  whenever a free full-data gradient at θ ends the run): full-data loss
+                  and gradient at the new θ, *outside* the clock and not counted as
+                  oracle calls; the history row; the user's ``callback``.
 5. ``check``      diverged (non-finite θ or loss, or loss > ``divergence_factor`` ·
                   (|L₀| + 1)), converged (‖∇L‖_∞ ≤ ``tol``), time_limit, max_iter.
 6. ``finalize``   the :class:`Result`; a diverged run also issues a
                   :class:`~natgrad_core.DivergenceWarning`.
+
+Reuse, with an honest clock
+---------------------------
+The history's evaluation and the optimizer's own share the :class:`Objective`'s memo of
+the last evaluation (:meth:`Objective.evaluation_at`), so no loss and gradient is computed
+twice at one θ:
+
+* the optimizer evaluated at the new θ itself (L-BFGS-B, whose accepted point is the last
+  one its line search evaluated; a line search's forward pass at the accepted point): the
+  history row reuses it, free (only the missing backward pass is computed);
+* the driver evaluated first and the next step asks for the same θ (every step of the
+  step-wise optimizers starts with ∇L(θ)): the optimizer gets the memo, the call is counted
+  as an oracle call as before, and the seconds the driver spent computing it are charged
+  to the optimizer's clock (:meth:`Objective.take_charged_seconds`).
+
+``Result.time`` and the history's ``time`` are therefore what the optimizer alone would
+have spent, and the oracle counts and trajectory are those of the optimizer alone; only
+the user's wall time drops (by about half for methods whose step costs one gradient).
 """
 
 from __future__ import annotations
@@ -54,9 +75,11 @@ class Result:
     message : a sentence saying why the run ended
     n_iter : optimizer steps taken
     loss, grad_norm : full-data L(θ) and ‖∇L(θ)‖_∞ at ``theta``
-    time : seconds spent inside optimizer steps
+    time : seconds spent inside optimizer steps, plus the measured seconds of driver
+           evaluations a step reused (module doc, "Reuse, with an honest clock")
     counts : final oracle counts (see :class:`~natgrad_core.models.OracleCounts`)
-    history : one row per iteration (0 = start): iteration, time, loss, grad_norm,
+    history : one row per recorded iteration (0 = start; every ``record_every``-th and the
+              last): iteration, time, loss, grad_norm,
               step_size, damping, status, the oracle counts so far, and callback columns
     blas_threads : the largest thread count of any BLAS or OpenMP pool, read inside the
                    run (after ``minimize``'s ``blas_threads`` limit took effect)
@@ -88,17 +111,21 @@ class _Clock:
     def start(self):
         self._t0 = time.perf_counter()
 
-    def stop(self):
-        self.total += time.perf_counter() - self._t0
+    def stop(self, charged: float = 0.0):
+        """Stop, adding ``charged`` seconds of work done outside the clock but used inside."""
+        self.total += time.perf_counter() - self._t0 + charged
         self._t0 = None
 
 
 class _Run:
     """Holds the loop's bookkeeping so the two loops (stepwise, scipy) share it."""
 
-    def __init__(self, objective, max_iter, tol, time_limit, callback, divergence_factor):
+    def __init__(
+        self, objective, max_iter, tol, time_limit, callback, divergence_factor, record_every
+    ):
         self.objective = objective
         self.max_iter, self.tol, self.time_limit = max_iter, tol, time_limit
+        self.record_every = record_every
         self.callback = callback
         self.divergence_factor = divergence_factor
         self.clock = _Clock()
@@ -107,13 +134,29 @@ class _Run:
         self.message = ""
         self.loss0 = None
 
+    def stop_clock(self):
+        self.clock.stop(self.objective.take_charged_seconds())
+
+    def after_step(self, theta, iteration, info: StepInfo) -> bool:
+        """Record the row of ``iteration`` if it is due (module doc, step 4); True when
+        the run ends."""
+        due = (
+            iteration % self.record_every == 0
+            or iteration >= self.max_iter
+            or (self.time_limit is not None and self.clock.total >= self.time_limit)
+            or not np.all(np.isfinite(theta))
+        )
+        if not due:
+            free = self.objective.evaluation_at(theta)
+            due = free is not None and self._verdict(
+                theta, iteration, free.loss, _max_abs(free.grad)
+            )
+        return bool(due) and self.record(theta, iteration, info)
+
     def record(self, theta, iteration, info: StepInfo | None):
         with np.errstate(all="ignore"):
             loss, grad = self.objective.loss_and_grad(theta, count=False)
-        # the optimizer must not find this forward pass memoized: its next step would skip
-        # work it really has to do, and the clock would under-count it
-        self.objective.clear_cache()
-        grad_norm = float(np.max(np.abs(grad))) if np.all(np.isfinite(grad)) else np.inf
+        grad_norm = _max_abs(grad)
         row = {
             "iteration": iteration,
             "time": self.clock.total,
@@ -137,28 +180,35 @@ class _Run:
             if extra:
                 row.update(extra)
         self.rows.append(row)
-        return self._check(theta, iteration, loss, grad_norm)
+        verdict = self._verdict(theta, iteration, loss, grad_norm)
+        return verdict is not None and self._end(*verdict)
 
     def _end(self, status, message):
         self.status, self.message = status, message
         return True
 
-    def _check(self, theta, iteration, loss, grad_norm):
+    def _verdict(self, theta, iteration, loss, grad_norm) -> tuple[str, str] | None:
+        """(status, message) if the run ends at this evaluation, else None."""
         if not (np.isfinite(loss) and np.all(np.isfinite(theta))):
-            return self._end("diverged", f"Non-finite loss or parameters at iteration {iteration}.")
+            return "diverged", f"Non-finite loss or parameters at iteration {iteration}."
         if loss > self.divergence_factor * (abs(self.loss0) + 1.0):
-            return self._end(
+            return (
                 "diverged",
                 f"Loss {loss:.6g} exceeded {self.divergence_factor:g}·(|L0| + 1) "
                 f"(L0 = {self.loss0:.6g}) at iteration {iteration}.",
             )
         if grad_norm <= self.tol:
-            return self._end("converged", f"Gradient max-norm {grad_norm:.3g} <= tol {self.tol:g}.")
+            return "converged", f"Gradient max-norm {grad_norm:.3g} <= tol {self.tol:g}."
         if self.time_limit is not None and self.clock.total >= self.time_limit:
-            return self._end("time_limit", f"Time limit {self.time_limit:g} s reached.")
+            return "time_limit", f"Time limit {self.time_limit:g} s reached."
         if iteration >= self.max_iter:
-            return self._end("max_iter", f"Reached max_iter = {self.max_iter}.")
-        return False
+            return "max_iter", f"Reached max_iter = {self.max_iter}."
+        return None
+
+
+def _max_abs(grad) -> float:
+    """‖grad‖_∞, or inf when it is not finite."""
+    return float(np.max(np.abs(grad))) if np.all(np.isfinite(grad)) else np.inf
 
 
 def _batches(n_samples, batch_size, rng):
@@ -186,6 +236,7 @@ def minimize(
     callback=None,
     divergence_factor: float = 1e6,
     blas_threads: int | None = None,
+    record_every: int = 1,
 ) -> Result:
     """Minimize ``mean nll + alpha ‖W‖² / (2 N)`` of ``model`` on ``(X, y)``.
 
@@ -204,13 +255,23 @@ def minimize(
         seeded by the optimizer's own ``random_state`` (``NaturalGradient(random_state=…)``).
     time_limit : float, optional — seconds of optimizer time before stopping.
     callback : callable(theta, row) -> dict or None, optional
-        Called after every iteration with the parameters and the history row; a returned
-        dict adds columns to that row; raising ``StopIteration`` ends the run ("stopped").
+        Called after every recorded iteration with the parameters and the history row; a
+        returned dict adds columns to that row; raising ``StopIteration`` ends the run
+        ("stopped").
     divergence_factor : float — loss blow-up threshold (see module doc).
     blas_threads : int, optional — limit every BLAS and OpenMP thread pool to this many
         threads for the duration of the run (None: leave them as they are). One thread is
         usually fastest for these problem sizes on a busy machine; ``Result.blas_threads``
         records what was in force.
+    record_every : int, default 1
+        Record the full-data history row (and call ``callback``) every this many
+        iterations, and always at iteration 0 and at the last one. Between records the
+        run is stopped by a non-finite θ, ``time_limit`` and ``max_iter``, and by the
+        convergence and divergence tests only when a full-data loss and gradient at θ is
+        free, i.e. the optimizer's last evaluation was there (L-BFGS: every iteration).
+        A step-wise optimizer evaluates ∇L at the start of its next step, so its
+        convergence is noticed at the next record, up to ``record_every - 1`` iterations
+        late. The oracle counts and times of the rows do not depend on ``record_every``.
     """
     if not isinstance(optimizer, Optimizer):
         raise TypeError(f"optimizer must be a natgrad Optimizer, got {type(optimizer).__name__}.")
@@ -221,6 +282,7 @@ def minimize(
     if time_limit is not None:
         time_limit = check_positive(time_limit, "time_limit")
     blas_threads = check_threads(blas_threads)
+    record_every = check_positive_int(record_every, "record_every")
     if batch_size is not None:
         batch_size = check_positive_int(batch_size, "batch_size")
         if batch_size > objective.n_samples:
@@ -236,7 +298,7 @@ def minimize(
         theta = check_finite_array(theta0, "theta0", ndim=1).astype(model.dtype, copy=True)
         model.unpack(theta)
 
-    run = _Run(objective, max_iter, tol, time_limit, callback, divergence_factor)
+    run = _Run(objective, max_iter, tol, time_limit, callback, divergence_factor, record_every)
     with limit_threads(blas_threads):
         threads = threads_in_force()
         if not run.record(theta, 0, None):
@@ -269,8 +331,8 @@ def _run_steps(run, optimizer, objective, theta, batch_size, rng):
         run.clock.start()
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
             theta, state, info = optimizer.step(batch, theta, state)
-        run.clock.stop()
-        if run.record(theta, iteration, info):
+        run.stop_clock()
+        if run.after_step(theta, iteration, info):
             break
     return theta
 
@@ -279,13 +341,14 @@ def _run_scipy(run, optimizer, objective, theta):
     iteration = 0
     best = {"theta": theta}
 
+    info = StepInfo(np.nan, np.nan, 0.0, "ok", {})
+
     def on_iteration(th):
         nonlocal iteration
-        run.clock.stop()
+        run.stop_clock()
         iteration += 1
         best["theta"] = np.array(th, copy=True)
-        done = run.record(best["theta"], iteration, StepInfo(np.nan, np.nan, 0.0, "ok", {}))
-        if done:
+        if run.after_step(best["theta"], iteration, info):
             raise StopIteration
         run.clock.start()
 
@@ -294,6 +357,8 @@ def _run_scipy(run, optimizer, objective, theta):
         res = optimizer.run(objective, theta, run.max_iter, run.tol, on_iteration)
     if run.status is None:
         # scipy ended on its own (e.g. no further progress possible in the line search)
-        run.clock.stop()
+        run.stop_clock()
+        if run.rows[-1]["iteration"] != iteration and run.record(best["theta"], iteration, info):
+            return best["theta"]
         run._end("stalled", f"L-BFGS-B stopped before tol: {res.message}")
     return best["theta"]

@@ -33,24 +33,28 @@ from ..curvature import (
     KFAC,
     DenseFisher,
     DiagonalFisher,
+    FisherType,
     ImplicitFisher,
     KFACFactors,
     layer_statistics,
     parse_fisher_type,
 )
+from ..curvature.implicit import forcing_term
 from ..curvature.kfac import KFACDamping, factors_from_statistics
 from .base import Optimizer, StepInfo
 from .steps import get_step_rule, take_step
 
-__all__ = ["PRECONDITIONERS", "NaturalGradient", "NGState"]
+__all__ = ["CG_FORCING", "PRECONDITIONERS", "NaturalGradient", "NGState"]
 
 PRECONDITIONERS = ("exact", "diag", "kfac", "ekfac", "cg")
+CG_FORCING = ("fixed", "eisenstat-walker")
 
 
 class NGState(NamedTuple):
     """count : steps taken; rule : the step rule's state; factors : K-FAC moving averages
     (un-bias-corrected); operator : the cached K-FAC/EKFAC operator; cg_x : last CG solution;
-    seed : the base seed for Monte-Carlo labels."""
+    seed : the base seed for Monte-Carlo labels; cg_forcing : (‖∇L‖₂, CG tolerance) of the
+    last CG step, for the next Eisenstat–Walker forcing term."""
 
     count: int
     rule: object
@@ -58,6 +62,7 @@ class NGState(NamedTuple):
     operator: object
     cg_x: Array | None
     seed: int
+    cg_forcing: tuple[float, float] | None = None
 
 
 class NaturalGradient(Optimizer):
@@ -86,6 +91,10 @@ class NaturalGradient(Optimizer):
     inv_period : int, default 1
         Recompute K-FAC inverses (EKFAC eigenbases) every this many steps.
     cg_maxiter : int, default 100;  cg_rtol : float, default 1e-10
+    cg_forcing : {"fixed", "eisenstat-walker"}, default "fixed"
+        CG's relative residual per step: ``cg_rtol`` every step, or the Eisenstat–Walker
+        forcing term (:func:`~natgrad_core.curvature.implicit.forcing_term`, an inexact
+        Newton method) floored at ``cg_rtol``. Recorded as ``cg_rtol`` in StepInfo.extra.
     cg_preconditioner : {None, "diag", "kfac"}, default None
     cg_warm_start : bool, default True
     dense_method : {"auto", "parameter", "sample"}, default "auto"
@@ -106,6 +115,7 @@ class NaturalGradient(Optimizer):
         inv_period: int = 1,
         cg_maxiter: int = 100,
         cg_rtol: float = 1e-10,
+        cg_forcing: str = "fixed",
         cg_preconditioner: str | None = None,
         cg_warm_start: bool = True,
         dense_method: str = "auto",
@@ -130,6 +140,7 @@ class NaturalGradient(Optimizer):
         self.inv_period = check_positive_int(inv_period, "inv_period")
         self.cg_maxiter = check_positive_int(cg_maxiter, "cg_maxiter")
         self.cg_rtol = check_nonnegative(cg_rtol, "cg_rtol")
+        self.cg_forcing = check_choice(cg_forcing, "cg_forcing", CG_FORCING)
         self.cg_preconditioner = check_choice(
             cg_preconditioner, "cg_preconditioner", (None, "diag", "kfac")
         )
@@ -182,7 +193,15 @@ class NaturalGradient(Optimizer):
             return EKFAC(objective, theta, factors=corrected, statistics=statistics), ema
         return KFAC(objective, damping_mode=self.kfac_damping.value, factors=corrected), ema
 
-    def _precondition(self, objective, theta, grad, damping, state):
+    def _cg_rtol(self, grad, state) -> tuple[float, tuple[float, float] | None]:
+        """This step's CG tolerance and the forcing memory for the next step."""
+        if self.cg_forcing == "fixed":
+            return self.cg_rtol, None
+        grad_norm = float(np.linalg.norm(grad))
+        rtol = forcing_term(grad_norm, state.cg_forcing, self.cg_rtol)
+        return rtol, (grad_norm, rtol)
+
+    def _precondition(self, objective, theta, grad, damping, state, cg_rtol=None):
         rng_seed = np.random.SeedSequence([state.seed, state.count])
         factors, operator, cg_x = state.factors, state.operator, state.cg_x
         if self.curvature == "exact":
@@ -216,27 +235,59 @@ class NaturalGradient(Optimizer):
                 self.fisher,
                 self.mc_samples,
                 rng_seed,
-                cg_rtol=self.cg_rtol,
+                cg_rtol=cg_rtol,
                 cg_maxiter=self.cg_maxiter,
                 preconditioner=pre,
             )
             x0 = cg_x if (self.cg_warm_start and cg_x is not None) else None
             x = op.solve(grad, damping, x0=x0)
             cg_x = x
-        return -x, op.status, factors, operator, cg_x
+        return -x, op, factors, operator, cg_x
+
+    def _direction_product(self, op, grad, direction, damping):
+        """C d for d = −(C + λI)⁻¹∇L from the solve itself, when C is the exact Fisher:
+        (C + λI) x = ∇L − r with r CG's residual (0 for a direct solve), so
+        C d = −(∇L − r − λ x). None when the solve does not give it (approximate
+        curvatures, a fallback that changed the matrix)."""
+        if self.fisher is not FisherType.EXACT or op.status != "ok":
+            return None
+        if isinstance(op, ImplicitFisher):
+            residual = op.last_cg.r
+        elif isinstance(op, DenseFisher):
+            residual = 0.0
+        else:
+            return None
+        return -(grad - residual) - damping * direction
 
     # ------------------------------------------------------------------ step
     def step(self, objective, theta, state: NGState):
         loss, grad = objective.loss_and_grad(theta)
         damping = self.step_rule.damping(state.rule, self.damping)
-        direction, status, factors, operator, cg_x = self._precondition(
-            objective, theta, grad, damping, state
+        cg_rtol, forcing = (None, None)
+        if self.curvature == "cg":
+            cg_rtol, forcing = self._cg_rtol(grad, state)
+        direction, solved, factors, operator, cg_x = self._precondition(
+            objective, theta, grad, damping, state, cg_rtol
         )
         if not np.all(np.isfinite(direction)):
             info = StepInfo(loss, 0.0, damping, "nonfinite_direction", {})
             return theta, state._replace(count=state.count + 1), info
+        product = self._direction_product(solved, grad, direction, damping)
         delta, rule_state, info = take_step(
-            self.step_rule, state.rule, objective, theta, loss, grad, direction, damping, status
+            self.step_rule,
+            state.rule,
+            objective,
+            theta,
+            loss,
+            grad,
+            direction,
+            damping,
+            solved.status,
+            product,
         )
-        new_state = NGState(state.count + 1, rule_state, factors, operator, cg_x, state.seed)
+        new_state = NGState(
+            state.count + 1, rule_state, factors, operator, cg_x, state.seed, forcing
+        )
+        if cg_rtol is not None:
+            info.extra["cg_rtol"] = cg_rtol
         return theta + delta, new_state, info

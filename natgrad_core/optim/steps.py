@@ -71,23 +71,34 @@ class StepContext:
     fisher_vp: Callable[[Array], Array]
 
 
-def exact_products(objective, theta):
+def exact_products(objective, theta, known=None):
     """(C v, F v) closures on the batch with exact Fisher-vector products (counted): the
-    curvature with and without the L2 term."""
+    curvature with and without the L2 term. ``known = (d, C d)``, if given, answers a
+    product with that very array ``d`` without computing (or counting) it."""
     op = ImplicitFisher(objective, theta, "exact")
     l2 = op._penalty_diag()
-    return op._matvec, lambda v: op._matvec(v) - l2 * v
+
+    def fvp(v):
+        if known is not None and v is known[0]:
+            return known[1].copy()
+        return op._matvec(v)
+
+    return fvp, lambda v: fvp(v) - l2 * v
 
 
-def take_step(rule, rule_state, objective, theta, loss, grad, direction, damping, status="ok"):
+def take_step(
+    rule, rule_state, objective, theta, loss, grad, direction, damping, status="ok", product=None
+):
     """Run ``rule`` along ``direction``; returns ``(delta, rule_state, StepInfo)``.
 
     ``status`` is the curvature's status; the rule's own ("rejected", …) is reported only
-    when the curvature was fine.
+    when the curvature was fine. ``product`` is C·direction (exact Fisher plus L2) when the
+    caller already has it from its solve, sparing the rule one Fisher-vector product.
     """
     fvp = fisher_vp = None
     if rule.needs_curvature:
-        fvp, fisher_vp = exact_products(objective, theta)
+        known = None if product is None else (direction, product)
+        fvp, fisher_vp = exact_products(objective, theta, known)
     ctx = StepContext(objective, theta, loss, grad, direction, damping, fvp, fisher_vp)
     delta, rule_state, extra = rule(ctx, rule_state)
     rule_status = extra.pop("step_status", "ok")
