@@ -55,19 +55,58 @@ def eigh_counted(A: Array, counts=None):
     return eigh(A)
 
 
-def syrk_t(a: Array, out: Array | None = None, alpha: float = 1.0, counts=None) -> Array:
-    """``out + alpha · aᵀ a`` via BLAS syrk (half the flops of a GEMM); returns a full matrix.
+def syrk_t(
+    a: Array,
+    out: Array | None = None,
+    alpha: float = 1.0,
+    counts=None,
+    symmetrize: bool = True,
+) -> Array:
+    """``out + alpha · aᵀ a`` via BLAS syrk (half the flops of a GEMM), without copying ``a``.
+
+    BLAS reads column-major (F-ordered) arrays. An F-ordered a is passed as is with
+    ``trans=1``; a C-ordered a of shape (m, n) is read as its transpose, an F-ordered (n, m)
+    matrix, with ``trans=0`` (``(aᵀ)(aᵀ)ᵀ = aᵀa``); only an array that is neither is copied.
+    syrk writes the upper triangle only: ``out`` (F-ordered, shape (n, n)) is updated in
+    place; with ``symmetrize=False`` its lower triangle is left as it was, which lets a
+    caller accumulate several syrks and call :func:`symmetrize_upper` once at the end.
 
     Adds ``m · n · (n + 1)`` flops to ``counts`` for a of shape (m, n)."""
     m, n = a.shape
     add_flops(counts, m * n * (n + 1))
     fn = blas.get_blas_funcs("syrk", (a,))
-    a = np.asfortranarray(a)
-    if out is None:
-        c = fn(alpha, a, trans=1)
+    if a.flags.f_contiguous:
+        mat, trans = a, 1
+    elif a.flags.c_contiguous:
+        mat, trans = a.T, 0
     else:
-        c = fn(alpha, a, beta=1.0, c=np.asfortranarray(out), trans=1, overwrite_c=1)
-    return np.triu(c) + np.triu(c, 1).T
+        mat, trans = np.asfortranarray(a), 1
+    if out is None:
+        c = fn(alpha, mat, trans=trans)
+    else:
+        if out.shape != (n, n) or not out.flags.f_contiguous or out.dtype != a.dtype:
+            raise ValueError(
+                f"Shape mismatch: expected out as an F-ordered {a.dtype} array of shape "
+                f"({n}, {n}), got a {'F' if out.flags.f_contiguous else 'C'}-ordered "
+                f"{out.dtype} array of shape {out.shape}."
+            )
+        c = fn(alpha, mat, beta=1.0, c=out, trans=trans, overwrite_c=1)
+    return symmetrize_upper(c) if symmetrize else c
+
+
+_SYMMETRIZE_BLOCK = 256
+
+
+def symmetrize_upper(c: Array) -> Array:
+    """Copy the upper triangle of the square array ``c`` onto its lower triangle, in place,
+    a block of columns at a time (no temporary of the full size); returns ``c``."""
+    n = c.shape[0]
+    for j0 in range(0, n, _SYMMETRIZE_BLOCK):
+        j1 = min(n, j0 + _SYMMETRIZE_BLOCK)
+        diag = c[j0:j1, j0:j1]
+        diag[...] = np.triu(diag) + np.triu(diag, 1).T
+        c[j1:, j0:j1] = c[j0:j1, j1:].T
+    return c
 
 
 class SymmetricSolver:

@@ -29,7 +29,7 @@ import numpy as np
 from .._memory import check_memory
 from .._typing import Array, Seed
 from .._validation import check_choice
-from ._linalg import SymmetricSolver, add_flops, syrk_t
+from ._linalg import SymmetricSolver, add_flops, symmetrize_upper, syrk_t
 from .base import (
     CurvatureOperator,
     FisherType,
@@ -143,24 +143,33 @@ class DenseFisher(CurvatureOperator):
                 )
                 F *= self._s
             else:
-                F = np.zeros(self.shape, dtype=self.dtype)
-                n = self.objective.n_samples
-                step = max(1, _CHUNK_ELEMENTS // max(1, self.U.shape[0] * self.n_params))
-                for start in range(0, n, step):
-                    rows = slice(start, start + step)
-                    inputs = [a[rows] for a in self.cache.inputs]
-                    grads = [g[:, rows] for g in self.layer_grads]
-                    # one multiply per entry of S: (n_factors · chunk, n_params)
-                    add_flops(
-                        self.objective.counts, self.U.shape[0] * len(inputs[0]) * self.n_params
-                    )
-                    S = self.objective.model.per_example_grads(
-                        type(self.cache)(inputs, [], None), grads
-                    ).reshape(-1, self.n_params)
-                    F = syrk_t(S, out=F, alpha=self._s, counts=self.objective.counts)
+                F = self._syrk_per_example_grads()
             F[np.diag_indices_from(F)] += self._penalty_diag()
             self._matrix = F
         return self._matrix
+
+    def _syrk_per_example_grads(self) -> Array:
+        """``s · SᵀS`` with the rows of S (per-example gradients of every factor column)
+        written chunk by chunk into one reusable C-ordered buffer and accumulated by syrk
+        into the upper triangle of an F-ordered matrix, symmetrized once: no copy of S and
+        no temporary of size P². For a one-output model (binary logistic regression) S is
+        ``√w · X̄`` and this is one pass of weights and one syrk."""
+        m, n, p = self.U.shape[0], self.objective.n_samples, self.n_params
+        counts = self.objective.counts
+        F = np.zeros(self.shape, dtype=self.dtype, order="F")
+        step = min(n, max(1, _CHUNK_ELEMENTS // max(1, m * p)))
+        buffer = np.empty(m * step * p, dtype=self.dtype)
+        for start in range(0, n, step):
+            rows = slice(start, start + step)
+            inputs = [a[rows] for a in self.cache.inputs]
+            grads = [g[:, rows] for g in self.layer_grads]
+            chunk = len(inputs[0])
+            S = buffer[: m * chunk * p].reshape(m, chunk, p)
+            # one multiply per entry of S: (n_factors · chunk, n_params)
+            add_flops(counts, m * chunk * p)
+            self.objective.model.per_example_grads(type(self.cache)(inputs, [], None), grads, S)
+            syrk_t(S.reshape(m * chunk, p), out=F, alpha=self._s, counts=counts, symmetrize=False)
+        return symmetrize_upper(F)
 
     def _count_S_product(self) -> None:
         """Flops of one product with S or Sᵀ: per layer, a (n, rows) × (rows, fan_out) GEMM
