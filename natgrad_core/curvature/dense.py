@@ -150,7 +150,8 @@ class DenseFisher(CurvatureOperator):
 
     def _syrk_per_example_grads(self) -> Array:
         """``s · SᵀS`` with the rows of S (per-example gradients of every factor column)
-        written chunk by chunk into one reusable C-ordered buffer and accumulated by syrk
+        written chunk by chunk into one reusable F-ordered buffer (BLAS's own layout: its
+        syrk runs fastest on it) and accumulated by syrk
         into the upper triangle of an F-ordered matrix, symmetrized once: no copy of S and
         no temporary of size P². For a one-output model (binary logistic regression) S is
         ``√w · X̄`` and this is one pass of weights and one syrk."""
@@ -164,11 +165,16 @@ class DenseFisher(CurvatureOperator):
             inputs = [a[rows] for a in self.cache.inputs]
             grads = [g[:, rows] for g in self.layer_grads]
             chunk = len(inputs[0])
-            S = buffer[: m * chunk * p].reshape(m, chunk, p)
-            # one multiply per entry of S: (n_factors · chunk, n_params)
+            # S F-ordered, (n_factors · chunk, n_params), seen as (n_factors, chunk, n_params)
+            S = buffer[: m * chunk * p].reshape((m * chunk, p), order="F")
+            # one multiply per entry of S
             add_flops(counts, m * chunk * p)
-            self.objective.model.per_example_grads(type(self.cache)(inputs, [], None), grads, S)
-            syrk_t(S.reshape(m * chunk, p), out=F, alpha=self._s, counts=counts, symmetrize=False)
+            self.objective.model.per_example_grads(
+                type(self.cache)(inputs, [], None),
+                grads,
+                S.T.reshape(p, m, chunk).transpose(1, 2, 0),
+            )
+            syrk_t(S, out=F, alpha=self._s, counts=counts, symmetrize=False)
         return symmetrize_upper(F)
 
     def _count_S_product(self) -> None:

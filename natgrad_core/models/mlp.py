@@ -300,16 +300,15 @@ class MLP:
         """Per-example parameter gradients ``ā_l ⊗ g_l`` from :meth:`backward` output.
 
         Returns an array of shape (leading..., n_samples, n_params), written into ``out``
-        (C-ordered, that shape) when given. Memory grows as n_samples × n_params: meant for
+        (that shape, any strides) when given. Memory grows as n_samples × n_params: meant for
         the dense and empirical Fishers and for tests.
         """
         shape = grads[0].shape[:-1] + (self.n_params,)
         if out is None:
             out = np.empty(shape, dtype=np.result_type(*cache.inputs, *grads))
         for lay, a, g in zip(self.layers, cache.inputs, grads):
-            block = out[..., lay.offset : lay.offset + lay.size].reshape(
-                shape[:-1] + (lay.rows, lay.fan_out)
-            )
+            block = out[..., lay.offset : lay.offset + lay.size].view()
+            block.shape = shape[:-1] + (lay.rows, lay.fan_out)  # a view, never a copy
             np.multiply(a[..., :, None], g[..., None, :], out=block)
         return out
 
