@@ -279,7 +279,7 @@ class EKFAC(KFAC):
         )
         if basis is not None:
             self._eig = list(basis)
-        n = objective.n_samples
+        n = inputs[0].shape[0]  # the rows the statistics came from (maybe a sub-sample)
         # per layer: rotate ā (2 n rows²) and the m columns g (2 m n fan_out²), one GEMM
         add_flops(
             objective.counts,
