@@ -100,7 +100,7 @@ def syrk_t(
     return symmetrize_upper(c) if symmetrize else c
 
 
-_SYMMETRIZE_BLOCK = 256
+_SYMMETRIZE_BLOCK = 64  # a cache-sized diagonal block: its temporaries stay small
 
 
 def symmetrize_upper(c: Array) -> Array:
