@@ -13,7 +13,13 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from natgrad_core.curvature import KFAC, DenseFisher, factors_from_statistics, kfac_factors
+from natgrad_core.curvature import (
+    KFAC,
+    DenseFisher,
+    factors_from_statistics,
+    kfac_factors,
+    softmax_class_block_fisher,
+)
 from natgrad_core.curvature._linalg import symmetrize_upper, syrk_t
 from natgrad_core.curvature.base import layer_statistics
 from natgrad_core.models import MLP, LogisticModel, Objective
@@ -134,6 +140,43 @@ def test_dense_fisher_build_makes_no_copy_of_the_gradient_rows_or_the_matrix(pro
     # (P, P) temporaries of the symmetrization: far above the budget
     assert peak < 1.2 * budget
     assert np.array_equal(F, F.T)
+
+
+SOFTMAX_CASES = [
+    # (n_samples, n_rows, n_classes, logit scale): scale 30 puts p_c within 1e-12 of 1
+    (50, 4, 3, 1.0),
+    (300, 7, 5, 30.0),
+    (9, 3, 2, 0.1),
+]
+
+
+@pytest.mark.parametrize(("n", "r", "k", "scale"), SOFTMAX_CASES)
+def test_softmax_class_blocks_match_the_kronecker_sum_of_lambda(n, r, k, scale):
+    rng = np.random.default_rng(n)
+    Xb = rng.standard_normal((n, r))
+    z = scale * rng.standard_normal((n, k))
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    lam = np.einsum("nc,cd->ncd", p, np.eye(k)) - np.einsum("nc,nd->ncd", p, p)
+    reference = np.einsum("ni,nj,ncd->icjd", Xb, Xb, lam).reshape(r * k, r * k)
+    F = softmax_class_block_fisher(Xb, p)
+    np.testing.assert_allclose(F, reference, rtol=1e-12, atol=1e-13 * np.abs(reference).max())
+    assert np.array_equal(F, F.T)
+
+
+def test_multinomial_fisher_build_holds_no_pairwise_weighted_copy():
+    rng = np.random.default_rng(8)
+    n, d, k = 2_000, 10, 5
+    model = LogisticModel(d, k)
+    obj = Objective(model, rng.standard_normal((n, d)), rng.integers(0, k, n), alpha=0.5)
+    theta = 0.2 * rng.standard_normal(model.n_params)
+    op = DenseFisher(obj, theta, method="parameter")
+    _, peak = _peak_bytes(op.matrix)
+    r = d + 1
+    # the result twice, B = [x̄ ⊗ p], four (n, k) arrays (p, Λ_cc, √Λ_cc, a temporary) and
+    # the k diagonal blocks; the pair GEMMs held n·r·k(k+1)/2 weighted entries (2.6 MB here)
+    budget = FLOAT64 * (2 * model.n_params**2 + n * r * k + 4 * n * k + k * r * r)
+    assert peak < 1.2 * budget
 
 
 # ----------------------------------------------------------------------------- K-FAC
