@@ -266,3 +266,15 @@ def test_subsampled_kfac_trains_and_full_fraction_changes_nothing(solver):
     assert np.array_equal(base.theta, same.theta)
     assert part.loss < part.history["loss"].iloc[0]
     assert part.counts["n_flops"] < base.counts["n_flops"]
+
+
+def test_kfac_operator_with_n_statistics_uses_the_drawn_rows_factors():
+    rng = np.random.default_rng(9)
+    model = MLP(4, 3, (5,))
+    X, y = rng.standard_normal((40, 4)), rng.integers(0, 3, 40)
+    theta = model.init_params(2)
+    op = KFAC(Objective(model, X, y), theta, n_statistics=12, random_state=3)
+    rows = np.sort(np.random.default_rng(3).choice(40, 12, replace=False))
+    reference = kfac_factors(Objective(model, X[rows], y[rows]), theta)
+    for got, ref in zip(op.factors.A + op.factors.G, reference.A + reference.G):
+        np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-15)
