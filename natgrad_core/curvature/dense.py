@@ -177,7 +177,7 @@ class DenseFisher(CurvatureOperator):
             model = self.objective.model
             if len(model.layers) == 1 and model.n_outputs > 1:
                 # the n_factors columns are pulled back through the one layer inside the
-                # class-block GEMM (counted there in flops), never through ``backward``
+                # class-block build (counted there in flops), never through ``backward``
                 self.objective.counts.n_backprop += self.U.shape[0]
                 Xb, counts = self.cache.inputs[0], self.objective.counts
                 if self.fisher_type is FisherType.EXACT and model.head.name == "softmax":
@@ -195,10 +195,10 @@ class DenseFisher(CurvatureOperator):
     def _syrk_per_example_grads(self) -> Array:
         """``s · SᵀS`` with the rows of S (per-example gradients of every factor column)
         written chunk by chunk into one reusable F-ordered buffer (BLAS's own layout: its
-        syrk runs fastest on it) and accumulated by syrk
-        into the upper triangle of an F-ordered matrix, symmetrized once: no copy of S and
-        no temporary of size P². For a one-output model (binary logistic regression) S is
-        ``√w · X̄`` and this is one pass of weights and one syrk."""
+        syrk runs fastest on it) and accumulated by syrk into the upper triangle of an
+        F-ordered matrix, symmetrized once: no copy of S and no temporary of size P². For a
+        one-output model (binary logistic regression) S is ``√w · X̄``: one pass of
+        weights and one syrk."""
         m, n, p = self.U.shape[0], self.objective.n_samples, self.n_params
         counts = self.objective.counts
         F = np.zeros(self.shape, dtype=self.dtype, order="F")
