@@ -8,7 +8,7 @@ from .base import (
     output_factors,
     parse_fisher_type,
 )
-from .dense import DenseFisher, class_block_fisher
+from .dense import DenseFisher, class_block_fisher, softmax_class_block_fisher
 from .diagonal import DiagonalFisher
 from .implicit import CGResult, ImplicitFisher, conjugate_gradient
 from .kfac import EKFAC, KFAC, KFACDamping, KFACFactors, factors_from_statistics, kfac_factors
@@ -30,6 +30,7 @@ __all__ = [
     # building blocks
     "CGResult",
     "class_block_fisher",
+    "softmax_class_block_fisher",
     "conjugate_gradient",
     "factors_from_statistics",
     "kfac_factors",

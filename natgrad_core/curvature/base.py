@@ -86,14 +86,20 @@ def output_factors(
     labels ỹ ~ p(·|zₙ); empirical: ∇_z nll(zₙ, yₙ) for the observed label (n_factors = 1).
     Back-propagating each factor gives the rows of the matrix S with F = SᵀS / N.
     """
-    fisher_type = parse_fisher_type(fisher_type)
     z = objective.forward(theta).outputs
-    head = objective.model.head
+    return _output_factors_at(
+        objective.model.head, z, objective.Y, fisher_type, mc_samples, random_state
+    )
+
+
+def _output_factors_at(head, z: Array, Y: Array, fisher_type, mc_samples, random_state) -> Array:
+    """:func:`output_factors` for outputs ``z`` and encoded labels ``Y`` of the same rows."""
+    fisher_type = parse_fisher_type(fisher_type)
     if fisher_type is FisherType.EXACT:
         check_output_curvature_memory(z)
         return np.ascontiguousarray(head.sqrt_lam(z).transpose(2, 0, 1))
     if fisher_type is FisherType.EMPIRICAL:
-        return head.grad(z, objective.Y)[None]
+        return head.grad(z, Y)[None]
     k = check_positive_int(mc_samples, "mc_samples")
     rng = np.random.default_rng(random_state)
     Y_sampled = head.sample(z, rng, k)
@@ -201,12 +207,35 @@ class CurvatureOperator:
 
 
 def layer_statistics(
-    objective, theta: Array, fisher_type, mc_samples: int = 1, random_state: Seed = None
+    objective,
+    theta: Array,
+    fisher_type,
+    mc_samples: int = 1,
+    random_state: Seed = None,
+    n_statistics: int | None = None,
 ) -> tuple[list[Array], list[Array]]:
-    """Per-layer inputs ``ā_l`` (n_samples, rows_l) and back-propagated factors ``g_l``
-    (n_factors, n_samples, fan_out_l): everything the diagonal and K-FAC curvatures need."""
+    """Per-layer inputs ``ā_l`` (n_rows, rows_l) and back-propagated factors ``g_l``
+    (n_factors, n_rows, fan_out_l): everything the diagonal and K-FAC curvatures need.
+
+    n_rows is the batch size, or ``n_statistics`` when it is smaller: the statistics are then
+    those of ``n_statistics`` rows drawn without replacement (seeded by ``random_state``,
+    which then also seeds the Monte-Carlo labels) — the sub-sampled curvature of K-FAC
+    implementations, which cuts the output columns' backward pass and the factors' syrks
+    by the fraction ``n_statistics / n_samples``. The forward pass is the batch's own
+    (cached), sliced, never recomputed. ``n_backprop`` still counts one per column."""
     cache = objective.forward(theta)
-    U = output_factors(objective, theta, fisher_type, mc_samples, random_state)
+    Y = objective.Y
+    rng = random_state
+    if n_statistics is not None:
+        n_statistics = check_positive_int(n_statistics, "n_statistics")
+    if n_statistics is not None and n_statistics < objective.n_samples:
+        rng = np.random.default_rng(random_state)
+        rows = np.sort(rng.choice(objective.n_samples, n_statistics, replace=False))
+        cache = type(cache)(
+            [a[rows] for a in cache.inputs], [s[rows] for s in cache.slopes], cache.outputs[rows]
+        )
+        Y = Y[rows]
+    U = _output_factors_at(objective.model.head, cache.outputs, Y, fisher_type, mc_samples, rng)
     return cache.inputs, backpropagate_factors(objective, theta, cache, U)
 
 

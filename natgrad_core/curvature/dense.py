@@ -5,9 +5,12 @@
 Two ways to apply ``(C + λI)⁻¹`` with ``C = s·SᵀS + E₀`` (``s = scale / N``, ``E₀`` the L2 term):
 
 * **parameter space** — build the (P, P) matrix and factor it by Cholesky: O(R·P² + P³) for
-  R = n_factors · N rows of S. For one-layer (generalized linear) models with K > 1 outputs,
-  the matrix is built from class blocks ``F[(i,c),(j,c')] = (1/N) X̄ᵀ diag(Λ̃_cc') X̄`` — one
-  GEMM over the K(K+1)/2 distinct pairs — which costs a factor K less than forming S.
+  R = n_factors · N rows of S, one syrk of S written chunk by chunk into an F-ordered
+  buffer (for binary logistic regression S = √w · X̄: one pass of weights, one syrk). For
+  one-layer (generalized linear) models with K > 1 outputs, the matrix is built from class
+  blocks ``F[(i,c),(j,c')] = (1/N) X̄ᵀ diag(Λ̃_cc') X̄`` — a factor K less than forming S —
+  for the softmax's exact Λ = diag(p) − ppᵀ by two syrks (:func:`softmax_class_block_fisher`),
+  otherwise one GEMM over the K(K+1)/2 distinct pairs.
 * **sample space** — Woodbury's identity (Nocedal & Wright 2006, eq. (A.28)):
 
       (E + s SᵀS)⁻¹ = E⁻¹ − E⁻¹Sᵀ (I/s + S E⁻¹ Sᵀ)⁻¹ S E⁻¹,    E = E₀ + λI,
@@ -29,7 +32,7 @@ import numpy as np
 from .._memory import check_memory
 from .._typing import Array, Seed
 from .._validation import check_choice
-from ._linalg import SymmetricSolver, add_flops, syrk_t
+from ._linalg import SymmetricSolver, add_flops, symmetrize_upper, syrk_t
 from .base import (
     CurvatureOperator,
     FisherType,
@@ -39,7 +42,7 @@ from .base import (
     parse_fisher_type,
 )
 
-__all__ = ["DenseFisher", "class_block_fisher"]
+__all__ = ["DenseFisher", "class_block_fisher", "softmax_class_block_fisher"]
 
 _CHUNK_ELEMENTS = 1 << 22  # bound temporaries at ~32 MB of float64
 
@@ -68,6 +71,44 @@ def class_block_fisher(Xb: Array, Lam: Array, counts=None) -> Array:
     F4[:, iu, :, ju] = blocks
     F4[:, ju, :, iu] = blocks
     return F4.reshape(r * k, r * k)
+
+
+def softmax_class_block_fisher(Xb: Array, p: Array, counts=None) -> Array:
+    """:func:`class_block_fisher` for the softmax's ``Λₙ = diag(pₙ) − pₙpₙᵀ``, by two syrks.
+
+    Xb : array of shape (n_samples, n_rows);  p : array of shape (n_samples, K), the class
+    probabilities. Off the diagonal, ``Λ_cc' = −p_c p_c'``, so every block is a block of
+    ``−BᵀB`` with ``B = [x̄ₙ ⊗ pₙ]`` of shape (n_samples, n_rows · K) (columns ordered
+    (i, c), the layout of the result): one syrk. The diagonal blocks are then replaced by
+    ``X̄ᵀ diag(p_c − p_c²) X̄``, one syrk of ``√(p_c − p_c²) · x̄`` per class, with the head's
+    own entries of Λ, so no block is a difference of two sums (which would cancel where
+    p_c → 1). Flops ``n·rK·(rK + 1) + K·n·r·(r + 1)``, equal to the K(K+1)/2 pair GEMMs of
+    :func:`class_block_fisher`, but in two syrk kernels and with temporaries of n·r·K
+    entries instead of n·r·K(K+1)/2 — the memory traffic that dominated the pair GEMMs.
+    """
+    n, r = Xb.shape
+    k = p.shape[1]
+    lam_diag = p - p * p  # Λ_cc exactly as the softmax head computes it
+    F = np.zeros((r * k, r * k), dtype=Xb.dtype, order="F")
+    D = np.zeros((k, r, r), dtype=Xb.dtype)  # C-ordered: each D[c] is F-ordered transposed
+    step = min(n, max(1, _CHUNK_ELEMENTS // (r * k)))
+    buffer = np.empty(step * r * k, dtype=Xb.dtype)
+    for start in range(0, n, step):
+        xs, ps = Xb[start : start + step], p[start : start + step]
+        m = len(xs)
+        B = buffer[: m * r * k].reshape(m, r, k)
+        np.multiply(xs[:, :, None], ps[:, None, :], out=B)
+        syrk_t(B.reshape(m, r * k), out=F, alpha=-1.0, counts=counts, symmetrize=False)
+        W = buffer[: m * r].reshape(m, r)
+        root = np.sqrt(lam_diag[start : start + step])
+        for c in range(k):  # classes, not samples
+            np.multiply(xs, root[:, c, None], out=W)
+            syrk_t(W, out=D[c].T, counts=counts, symmetrize=False)
+    F = symmetrize_upper(F).T  # symmetric: its C-ordered transpose is the same matrix
+    F4 = F.reshape(r, k, r, k)
+    for c in range(k):
+        F4[:, c, :, c] = symmetrize_upper(D[c].T)
+    return F
 
 
 class DenseFisher(CurvatureOperator):
@@ -136,31 +177,49 @@ class DenseFisher(CurvatureOperator):
             model = self.objective.model
             if len(model.layers) == 1 and model.n_outputs > 1:
                 # the n_factors columns are pulled back through the one layer inside the
-                # class-block GEMM (counted there in flops), never through ``backward``
+                # class-block build (counted there in flops), never through ``backward``
                 self.objective.counts.n_backprop += self.U.shape[0]
-                F = class_block_fisher(
-                    self.cache.inputs[0], self._output_matrices(), self.objective.counts
-                )
+                Xb, counts = self.cache.inputs[0], self.objective.counts
+                if self.fisher_type is FisherType.EXACT and model.head.name == "softmax":
+                    p = model.head.predict(self.cache.outputs)
+                    F = softmax_class_block_fisher(Xb, p, counts)
+                else:
+                    F = class_block_fisher(Xb, self._output_matrices(), counts)
                 F *= self._s
             else:
-                F = np.zeros(self.shape, dtype=self.dtype)
-                n = self.objective.n_samples
-                step = max(1, _CHUNK_ELEMENTS // max(1, self.U.shape[0] * self.n_params))
-                for start in range(0, n, step):
-                    rows = slice(start, start + step)
-                    inputs = [a[rows] for a in self.cache.inputs]
-                    grads = [g[:, rows] for g in self.layer_grads]
-                    # one multiply per entry of S: (n_factors · chunk, n_params)
-                    add_flops(
-                        self.objective.counts, self.U.shape[0] * len(inputs[0]) * self.n_params
-                    )
-                    S = self.objective.model.per_example_grads(
-                        type(self.cache)(inputs, [], None), grads
-                    ).reshape(-1, self.n_params)
-                    F = syrk_t(S, out=F, alpha=self._s, counts=self.objective.counts)
+                F = self._syrk_per_example_grads()
             F[np.diag_indices_from(F)] += self._penalty_diag()
             self._matrix = F
         return self._matrix
+
+    def _syrk_per_example_grads(self) -> Array:
+        """``s · SᵀS`` with the rows of S (per-example gradients of every factor column)
+        written chunk by chunk into one reusable F-ordered buffer (BLAS's own layout: its
+        syrk runs fastest on it) and accumulated by syrk into the upper triangle of an
+        F-ordered matrix, symmetrized once: no copy of S and no temporary of size P². For a
+        one-output model (binary logistic regression) S is ``√w · X̄``: one pass of
+        weights and one syrk."""
+        m, n, p = self.U.shape[0], self.objective.n_samples, self.n_params
+        counts = self.objective.counts
+        F = np.zeros(self.shape, dtype=self.dtype, order="F")
+        step = min(n, max(1, _CHUNK_ELEMENTS // max(1, m * p)))
+        buffer = np.empty(m * step * p, dtype=self.dtype)
+        for start in range(0, n, step):
+            rows = slice(start, start + step)
+            inputs = [a[rows] for a in self.cache.inputs]
+            grads = [g[:, rows] for g in self.layer_grads]
+            chunk = len(inputs[0])
+            # S F-ordered, (n_factors · chunk, n_params), seen as (n_factors, chunk, n_params)
+            S = buffer[: m * chunk * p].reshape((m * chunk, p), order="F")
+            # one multiply per entry of S
+            add_flops(counts, m * chunk * p)
+            self.objective.model.per_example_grads(
+                type(self.cache)(inputs, [], None),
+                grads,
+                S.T.reshape(p, m, chunk).transpose(1, 2, 0),
+            )
+            syrk_t(S, out=F, alpha=self._s, counts=counts, symmetrize=False)
+        return symmetrize_upper(F)
 
     def _count_S_product(self) -> None:
         """Flops of one product with S or Sᵀ: per layer, a (n, rows) × (rows, fan_out) GEMM

@@ -70,12 +70,18 @@ def factors_from_statistics(inputs, grads, counts=None) -> KFACFactors:
 
 
 def kfac_factors(
-    objective, theta: Array, fisher_type="exact", mc_samples: int = 1, random_state: Seed = None
+    objective,
+    theta: Array,
+    fisher_type="exact",
+    mc_samples: int = 1,
+    random_state: Seed = None,
+    n_statistics: int | None = None,
 ) -> KFACFactors:
-    """The K-FAC factors of the mean Fisher at ``theta``."""
+    """The K-FAC factors of the mean Fisher at ``theta`` (from ``n_statistics`` rows drawn
+    from the batch when given: see :func:`~natgrad_core.curvature.base.layer_statistics`)."""
     return factors_from_statistics(
         *layer_statistics(
-            objective, theta, parse_fisher_type(fisher_type), mc_samples, random_state
+            objective, theta, parse_fisher_type(fisher_type), mc_samples, random_state, n_statistics
         ),
         objective.counts,
     )
@@ -93,6 +99,8 @@ class KFAC(CurvatureOperator):
     damping_mode : {"exact", "tikhonov", "per_factor"}, default "exact"
     factors : KFACFactors, optional
         Precomputed (e.g. moving-average) factors of the *mean* Fisher.
+    n_statistics : int, optional
+        Build the factors from this many rows drawn from the batch (sub-sampled curvature).
     """
 
     def __init__(
@@ -105,13 +113,16 @@ class KFAC(CurvatureOperator):
         damping_mode: str = "exact",
         reduction: str = "mean",
         factors: KFACFactors | None = None,
+        n_statistics: int | None = None,
     ):
         super().__init__(objective, reduction)
         self.damping_mode = check_choice(damping_mode, "K-FAC damping mode", KFACDamping)
         if factors is None:
             if theta is None:
                 raise ValueError("KFAC needs either theta or precomputed factors, got neither.")
-            factors = kfac_factors(objective, theta, fisher_type, mc_samples, random_state)
+            factors = kfac_factors(
+                objective, theta, fisher_type, mc_samples, random_state, n_statistics
+            )
         model = objective.model
         expected = [((lay.rows, lay.rows), (lay.fan_out, lay.fan_out)) for lay in model.layers]
         got = [np.shape(A) for A in factors.A], [np.shape(G) for G in factors.G]
@@ -279,7 +290,7 @@ class EKFAC(KFAC):
         )
         if basis is not None:
             self._eig = list(basis)
-        n = objective.n_samples
+        n = inputs[0].shape[0]  # the rows the statistics came from (maybe a sub-sample)
         # per layer: rotate ā (2 n rows²) and the m columns g (2 m n fan_out²), one GEMM
         add_flops(
             objective.counts,

@@ -376,17 +376,23 @@ class MLP:
             dz = cache.inputs[i] @ Vs[i] + da @ Ws[i][: self.layers[i].fan_in]
         return dz
 
-    def per_example_grads(self, cache: ForwardCache, grads: list[Array]) -> Array:
+    def per_example_grads(
+        self, cache: ForwardCache, grads: list[Array], out: Array | None = None
+    ) -> Array:
         """Per-example parameter gradients ``ā_l ⊗ g_l`` from :meth:`backward` output.
 
-        Returns an array of shape (leading..., n_samples, n_params). Memory grows as
-        n_samples × n_params: meant for the empirical Fisher and for tests.
+        Returns an array of shape (leading..., n_samples, n_params), written into ``out``
+        (that shape, any strides) when given. Memory grows as n_samples × n_params: meant for
+        the dense and empirical Fishers and for tests.
         """
-        parts = [
-            (a[..., :, None] * g[..., None, :]).reshape(g.shape[:-1] + (-1,))
-            for a, g in zip(cache.inputs, grads)
-        ]
-        return np.concatenate(parts, axis=-1)
+        shape = grads[0].shape[:-1] + (self.n_params,)
+        if out is None:
+            out = np.empty(shape, dtype=np.result_type(*cache.inputs, *grads))
+        for lay, a, g in zip(self.layers, cache.inputs, grads):
+            block = out[..., lay.offset : lay.offset + lay.size].view()
+            block.shape = shape[:-1] + (lay.rows, lay.fan_out)  # a view, never a copy
+            np.multiply(a[..., :, None], g[..., None, :], out=block)
+        return out
 
     def jacobian(self, theta: Array, X: Array) -> Array:
         """Per-example Jacobians ∂zₙ/∂θ, shape (n_samples, n_outputs, n_params)."""

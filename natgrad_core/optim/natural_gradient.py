@@ -22,6 +22,7 @@ One step, in call order:
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -90,6 +91,10 @@ class NaturalGradient(Optimizer):
         Decay of the K-FAC factor moving averages (0: use the current batch only).
     inv_period : int, default 1
         Recompute K-FAC inverses (EKFAC eigenbases) every this many steps.
+    statistics_fraction : float in (0, 1], default 1.0
+        K-FAC/EKFAC factors (and EKFAC scalings) from this fraction of the batch, rows drawn
+        afresh each step (seeded by ``random_state``): the output columns' backward pass and
+        the factor syrks cost this fraction, at the price of noisier factors.
     cg_maxiter : int, default 100;  cg_rtol : float, default 1e-10
     cg_forcing : {"fixed", "eisenstat-walker"}, default "fixed"
         CG's relative residual per step: ``cg_rtol`` every step, or the Eisenstat–Walker
@@ -113,6 +118,7 @@ class NaturalGradient(Optimizer):
         kfac_damping: str = "exact",
         ema_decay: float = 0.0,
         inv_period: int = 1,
+        statistics_fraction: float = 1.0,
         cg_maxiter: int = 100,
         cg_rtol: float = 1e-10,
         cg_forcing: str = "fixed",
@@ -138,6 +144,9 @@ class NaturalGradient(Optimizer):
         if self.ema_decay >= 1:
             raise ValueError(f"ema_decay must be in [0, 1), got {ema_decay!r}.")
         self.inv_period = check_positive_int(inv_period, "inv_period")
+        self.statistics_fraction = check_positive(statistics_fraction, "statistics_fraction")
+        if self.statistics_fraction > 1:
+            raise ValueError(f"statistics_fraction must be in (0, 1], got {statistics_fraction!r}.")
         self.cg_maxiter = check_positive_int(cg_maxiter, "cg_maxiter")
         self.cg_rtol = check_nonnegative(cg_rtol, "cg_rtol")
         self.cg_forcing = check_choice(cg_forcing, "cg_forcing", CG_FORCING)
@@ -163,7 +172,12 @@ class NaturalGradient(Optimizer):
         refresh = state.operator is None or (count - 1) % self.inv_period == 0
         if not (refresh or ekfac or beta > 0.0):
             return state.operator, state.factors  # this batch's factors would go unused
-        statistics = layer_statistics(objective, theta, self.fisher, self.mc_samples, rng_seed)
+        n_statistics = None
+        if self.statistics_fraction < 1.0:
+            n_statistics = max(1, math.ceil(self.statistics_fraction * objective.n_samples))
+        statistics = layer_statistics(
+            objective, theta, self.fisher, self.mc_samples, rng_seed, n_statistics
+        )
         ema = state.factors
         if refresh or beta > 0.0:
             factors = factors_from_statistics(*statistics, objective.counts)

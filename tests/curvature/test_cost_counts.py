@@ -143,7 +143,8 @@ def test_dense_logistic_step_counts_class_blocks_cholesky_and_solve():
     theta = 0.1 * rng.standard_normal(model.n_params)
     DenseFisher(obj, theta, "exact", method="parameter").solve(np.ones(model.n_params), DAMPING)
     r, p = d + 1, model.n_params
-    class_blocks = 2 * n * r * r * (k * (k + 1) // 2)
+    # softmax class blocks: one syrk of the (n, r·k) matrix [x̄ ⊗ p] and one per class
+    class_blocks = n * (r * k) * (r * k + 1) + k * n * r * (r + 1)
     assert obj.counts.n_backprop == k
     assert obj.counts.n_flops == class_blocks + p**3 // 3 + 2 * p * p
 
