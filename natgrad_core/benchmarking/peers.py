@@ -998,8 +998,8 @@ def run_peers(
 def write_peers(table: pd.DataFrame, out, skipped, record: dict) -> list[Path]:
     """Write ``table`` under ``out``: ``peers.csv`` (plain), ``peers.json`` (column
     descriptions, targets, skipped groups, provenance ``record`` from :func:`run_peers`),
-    ``peers.md``, ``peers.tex`` and the figure ``peers.png`` (ratio per row against its
-    target)."""
+    ``peers.md``, ``peers.tex`` and the figure ``peers.png`` (versus_ratio per row against
+    its target)."""
     from .report.tables import write_tables
 
     out = Path(out)
@@ -1029,8 +1029,9 @@ def write_peers(table: pd.DataFrame, out, skipped, record: dict) -> list[Path]:
 
 
 def _figure(table: pd.DataFrame, path: Path) -> Path:
-    """One horizontal bar per row from parity (1) to ours / peer on a log axis, green
-    where the target (a black tick) is met; rows whose check failed are labelled so."""
+    """One horizontal bar per row from parity (1) to versus_ratio (ours / the time the
+    row's target compares against, named in its label) on a log axis, green where the
+    target (a black tick) is met; rows whose check failed are labelled so."""
     import matplotlib
     import matplotlib.ticker
 
@@ -1040,7 +1041,7 @@ def _figure(table: pd.DataFrame, path: Path) -> Path:
     n = len(table)
     fig, ax = plt.subplots(figsize=(8, 0.35 * n + 1.2), layout="constrained")
     y = np.arange(n)[::-1]
-    ratio = table["ratio"].to_numpy(dtype=float)
+    ratio = table["versus_ratio"].to_numpy(dtype=float)
     met = table["met"].eq("yes").to_numpy()
     drawn = np.isfinite(ratio)
     colors = np.where(met[drawn], "#2ca02c", "#d62728")
@@ -1053,8 +1054,11 @@ def _figure(table: pd.DataFrame, path: Path) -> Path:
     ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_yticks(y, [f"{w} ({s})" for w, s in zip(table["work"], table["sizes"])], fontsize=7)
-    ax.set_xlabel("time natgrad / peer (minima; < 1: natgrad faster)")
+    labels = [
+        f"{w} ({s}) vs {v}" for w, s, v in zip(table["work"], table["sizes"], table["versus"])
+    ]
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_xlabel("time natgrad / reference (minima; reference: peer, floor or our gradient)")
     ax.legend(loc="lower right", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150, metadata={"Software": None})
