@@ -293,6 +293,12 @@ def _relative(a: float, b: float) -> float:
     return abs(a - b) / max(abs(a), abs(b), np.finfo(float).tiny)
 
 
+def _entrywise(a, b) -> float:
+    """max |a - b| relative to the largest entry of either (same shapes)."""
+    scale = max(np.abs(a).max(), np.abs(b).max(), np.finfo(float).tiny)
+    return float(np.abs(a - b).max() / scale)
+
+
 def check_loss_gradient(ours, peer) -> tuple[bool, str]:
     """``ours`` and ``peer`` are ``(loss, gradient)`` in the same layout: the losses agree
     to :data:`CHECK_RTOL` relative and every gradient entry to CHECK_RTOL · ‖∇L‖_∞."""
@@ -300,12 +306,21 @@ def check_loss_gradient(ours, peer) -> tuple[bool, str]:
     grad_a, grad_b = np.asarray(grad_a, dtype=float), np.asarray(grad_b, dtype=float)
     if grad_a.shape != grad_b.shape:
         return False, f"FAILED: gradient shapes {grad_a.shape} vs {grad_b.shape}"
-    d_loss = _relative(loss_a, loss_b)
-    scale = max(np.abs(grad_a).max(), np.abs(grad_b).max(), np.finfo(float).tiny)
-    d_grad = float(np.abs(grad_a - grad_b).max() / scale)
+    d_loss, d_grad = _relative(loss_a, loss_b), _entrywise(grad_a, grad_b)
     ok = d_loss <= CHECK_RTOL and d_grad <= CHECK_RTOL
     text = f"loss rel. diff. {d_loss:.1e}, gradient {d_grad:.1e}"
     return ok, ("ok: " if ok else "FAILED: ") + text
+
+
+def check_vectors(ours, peer) -> tuple[bool, str]:
+    """Two vectors in the same layout agree entrywise to :data:`CHECK_RTOL` · their
+    largest entry."""
+    ours, peer = np.asarray(ours, dtype=float), np.asarray(peer, dtype=float)
+    if ours.shape != peer.shape:
+        return False, f"FAILED: shapes {ours.shape} vs {peer.shape}"
+    d = _entrywise(ours, peer)
+    ok = d <= CHECK_RTOL
+    return ok, ("ok: " if ok else "FAILED: ") + f"vectors rel. diff. {d:.1e}"
 
 
 def check_objectives(f_ours: float, f_peer: float) -> tuple[bool, str]:
@@ -679,12 +694,12 @@ def _mlp_fit_workload(quick: bool) -> Workload:
         f"{X.shape[1]}-{width}-10 tanh, {n_samples} samples, full batch",
         f"minimize(make_optimizer({solver!r})) to the same loss",
         run,
-        {"model": model, "X": X, "y": y, "target": target, "hidden": hidden},
+        {"model": model, "X": X, "y": y, "hidden": hidden},
     )
 
 
 def _mlp_fit_row(ours: Workload) -> Comparison:
-    model, X, y, target = (ours.inputs[k] for k in ("model", "X", "y", "target"))
+    model, X, y = (ours.inputs[k] for k in ("model", "X", "y"))
     objective = Objective(model, X, y, alpha=MLP_ALPHA)
     estimator = _mlp_classifier(ours.inputs["hidden"])
 
@@ -694,8 +709,8 @@ def _mlp_fit_row(ours: Workload) -> Comparison:
     def check(result, fitted):
         theta = model.pack([np.vstack([W, b]) for W, b in zip(fitted.coefs_, fitted.intercepts_)])
         d = _relative(objective.loss(theta, count=False), fitted.loss_)
-        reached = result.loss <= fitted.loss_
-        ok = d <= CHECK_RTOL and reached and fitted.loss_ == target
+        reached = result.loss <= fitted.loss_ + CHECK_RTOL * abs(fitted.loss_)
+        ok = d <= CHECK_RTOL and reached
         text = (
             f"our objective at MLPClassifier's weights = its loss_ to {d:.1e} rel.; ours "
             f"{'reached' if reached else 'did not reach'} its loss {fitted.loss_:.3g} "
@@ -765,18 +780,6 @@ def _mlp_loss_gradient_row(ours: Workload) -> Comparison:
         return float(loss.detach()), np.concatenate([g.numpy().ravel() for g in grads])
 
     return _compare(ours, "torch autograd", peer, check_loss_gradient)
-
-
-def check_vectors(ours, peer) -> tuple[bool, str]:
-    """Two vectors in the same layout agree entrywise to :data:`CHECK_RTOL` · their
-    largest entry."""
-    ours, peer = np.asarray(ours, dtype=float), np.asarray(peer, dtype=float)
-    if ours.shape != peer.shape:
-        return False, f"FAILED: shapes {ours.shape} vs {peer.shape}"
-    scale = max(np.abs(ours).max(), np.abs(peer).max(), np.finfo(float).tiny)
-    d = float(np.abs(ours - peer).max() / scale)
-    ok = d <= CHECK_RTOL
-    return ok, ("ok: " if ok else "FAILED: ") + f"vectors rel. diff. {d:.1e}"
 
 
 def _curvlinops_setup(ours: Workload):
