@@ -1059,7 +1059,7 @@ def _figure(table: pd.DataFrame, path: Path) -> Path:
         f"{w} ({s}) vs {v}" for w, s, v in zip(table["work"], table["sizes"], table["versus"])
     ]
     ax.set_yticks(y, labels, fontsize=7)
-    ax.set_xlabel("time natgrad / reference named after \"vs\" (minima; < 1: natgrad faster)")
+    ax.set_xlabel('time natgrad / reference named after "vs" (minima; < 1: natgrad faster)')
     ax.legend(loc="lower right", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150, metadata={"Software": None})
