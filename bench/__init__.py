@@ -6,6 +6,9 @@ built, or the current checkout with ``-E existing``) and time, measure or track 
 * ``bench_time``     ``time_``: one optimizer step per solver; one Fisher-vector product;
                      one K-FAC factor update + inverse; dense Fisher build + solve; a CG
                      solve with a fixed iteration cap — at three problem sizes.
+* ``bench_peers``    ``time_``: our side of every row of ``natgrad peers`` (built by
+                     ``peers.ours_workloads``, the table's own definition); issue sizes, or
+                     quick ones with ``NATGRAD_ASV_QUICK=1``.
 * ``bench_memory``   ``peakmem_``: exact Fisher in parameter space vs the sample-space
                      (Woodbury) solve; the state of one K-FAC step.
 * ``bench_track``    ``track_`` (lower is better, each with a ``unit``): iterations, work

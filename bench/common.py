@@ -9,6 +9,7 @@ solver labels are those of the installed commit's recommended configurations.
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 import scipy.linalg  # noqa: F401  (loads scipy's own OpenBLAS before the pin below)
@@ -45,6 +46,10 @@ try:
     from natgrad_core.benchmarking.runner import RunSpec, execute
 except ImportError:
     RunSpec = execute = None
+try:
+    from natgrad_core.benchmarking.peers import ours_workloads
+except ImportError:  # commits before the peers rows had a torch-free side of their own
+    ours_workloads = None
 
 # Every BLAS and OpenMP pool at one thread, as the benchmark runner does: on a 2-core box a
 # second BLAS thread made one exact step on wine-mlp ~25x slower. threadpoolctl reaches only
@@ -52,6 +57,10 @@ except ImportError:
 # for the life of the process (asv's forkserver children inherit it).
 # asv.conf.json also sets the thread variables, but "-E existing" runs ignore them.
 BLAS_PIN = limit_threads(1)
+
+# NATGRAD_ASV_QUICK=1: the bench_peers rows at `natgrad peers --quick` sizes (seconds for the
+# whole suite, for smoke runs such as the dashboard test); otherwise the sizes.
+QUICK = os.environ.get("NATGRAD_ASV_QUICK", "") == "1"
 
 # Problem sizes for the time_ benchmarks: n_params 15, 275 and 650.
 SIZES = ("iris-logistic", "wine-mlp", "digits-logistic")

@@ -482,12 +482,13 @@ _PEERS_DESCRIPTION = """\
 Time natgrad side by side with what users would pick instead.
 
 Each row computes one piece of work twice in this process, ours and a peer's
-(scikit-learn; PyTorch rows when torch is installed: pip install -e '.[peers]'), on
+(scikit-learn; PyTorch and curvlinops rows when installed: pip install -e '.[peers]'), on
 the same float64 data and objective (alpha = 1/C), with every BLAS and OpenMP pool
 at one thread: a warm-up call of each side, a check that both agree (fits: the same
 objective to 1e-8 relative) and only then the minimum and median of REPEATS
-repeats. Writes OUT/peers.csv, .json (provenance), .md, .tex and peers.png (ratio
-ours/peer per row against its target). A row whose check fails gets no times."""
+repeats. Writes OUT/peers.csv, .json (provenance), .md, .tex and peers.png (per row,
+ours over what its target compares against: the peer, the dense floor or our own
+gradient). A row whose check fails gets no times."""
 
 _PEERS_EPILOG = """\
 examples:

@@ -23,9 +23,20 @@ thread (:func:`natgrad_core._threads.limit_threads`; ``torch.set_num_threads(1)`
 4. ``floor``    where one exists, the dense kernel the work cannot beat, timed the same way
                 in the same run: for exact natural-gradient fits of binary problems, our
                 iterations × (one syrk of an (n_samples, n_features + 1) matrix + one
-                Cholesky of its Gram matrix).
-5. ``verdict``  ratio = ours / peer (minima), met when ratio ≤ the row's target
-                (:data:`TARGETS`, the issue's targets, in one place).
+                Cholesky of its Gram matrix); for the exact NG step of an MLP, one syrk of
+                the F-ordered (batch · n_classes, n_params) Jacobian + one Cholesky.
+   ``gradient`` where a target compares against it, our own loss and gradient of the
+                same objective at the same point, timed the same way.
+5. ``verdict``  ratio = ours / peer (minima); versus_ratio = ours / the time the row's
+                target compares against (``versus``: the peer, the floor or our gradient),
+                met when versus_ratio ≤ the target (:data:`TARGETS`, the issue's targets,
+                in one place).
+
+Our side of every row is a :class:`Workload` built by :func:`ours_workloads` without
+PyTorch, curvlinops or scikit-learn's private API, so that the asv benchmarks
+(``bench/bench_peers.py``) time exactly what the table times. The MLP rows compare with
+PyTorch (``torch``) and curvlinops (``curvlinops-for-pytorch``); each group is skipped with
+a message naming the missing package.
 
 A fit is timed as a user sees it: the whole ``minimize`` call (its per-iteration history
 evaluation included) against the whole ``LogisticRegression.fit``. The peer
@@ -35,13 +46,14 @@ rows that need it are skipped with a message when it moves.
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import statistics
 import time
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,23 +61,31 @@ import pandas as pd
 
 from .._threads import limit_threads
 from .._validation import check_positive, check_positive_int
+from ..curvature import KFAC, DenseFisher, ImplicitFisher, kfac_factors
 from ..models.mlp import MLP, LogisticModel
 from ..models.objective import Objective
-from ..optim import make_optimizer, minimize
+from ..optim import RECOMMENDED, make_optimizer, minimize
 
 __all__ = [
     "CHECK_RTOL",
     "COLUMNS",
     "MIN_REPEATS",
+    "PEER_KFAC",
     "TARGETS",
+    "VERSUS",
     "Comparison",
+    "Workload",
     "check_loss_gradient",
     "check_objectives",
+    "check_vectors",
     "comparisons",
     "measure",
+    "ours_workloads",
     "run_peers",
     "sklearn_coef",
     "theta_from_estimator",
+    "torch_layout",
+    "torch_mlp",
     "write_peers",
 ]
 
@@ -79,15 +99,30 @@ FIT_TOL = 1e-9
 ALPHA = 1.0
 """L2 strength of every row (scikit-learn ``C = 1 / ALPHA``), as the bundled problems."""
 
+MLP_ALPHA = 1e-4
+"""L2 strength of the digits MLP fit: ``MLPClassifier``'s default ``alpha``, the same
+convention as ours (``α ‖W‖² / (2 N)``, weights only; the row's check confirms it)."""
+PEER_KFAC = {"solver": "kfac"}
+"""Our configuration in the digits MLP fit: the keywords of :func:`make_optimizer` (the
+recommended K-FAC as it stands; "ekfac" or tuned settings go here and nowhere else)."""
+
+VERSUS = {"peer": "peer_min", "floor": "floor", "our gradient": "gradient"}
+"""What a target compares our time against -> the column holding that time: the peer's
+minimum, the dense floor, or our own loss and gradient of the same objective."""
 TARGETS = {
-    "loss+gradient": 1.0,
-    "exact NG fit": 1.0,
-    "exact NG fit, binary": 0.7,
-    "CG NG fit": 1.0,
-    "L-BFGS fit": 1.1,
-    "MLP loss+gradient": 1.0,
+    "loss+gradient": (1.0, "peer"),
+    "exact NG fit": (1.0, "peer"),
+    "exact NG fit, binary": (0.7, "peer"),
+    "CG NG fit": (1.0, "peer"),
+    "L-BFGS fit": (1.1, "peer"),
+    "MLP loss+gradient": (1.0, "peer"),
+    "K-FAC update": (0.5, "peer"),
+    "Fisher-vector product": (1.0, "our gradient"),
+    "exact NG step": (1.5, "floor"),
+    "MLP fit": (1.0, "peer"),
 }
-"""Kind of work -> largest acceptable time ratio ours / peer (issue 10's targets)."""
+"""Kind of work -> (largest acceptable time ratio, what it is a ratio to: a key of
+:data:`VERSUS`), issue 10's targets."""
 
 COLUMNS = {
     "work": ("what both sides compute", ""),
@@ -100,9 +135,15 @@ COLUMNS = {
     "peer_median": ("the peer's time per call, median over the repeats", "seconds"),
     "ratio": ("ours_min / peer_min", "ratio"),
     "floor": ("minimum time of the dense kernels of the same shapes (empty: none)", "seconds"),
+    "gradient": (
+        "our loss and gradient of the same objective, minimum (empty: not compared)",
+        "seconds",
+    ),
     "check": ("agreement of both sides before timing (ok, or FAILED and why)", ""),
-    "target": ("largest acceptable ratio", "ratio"),
-    "met": ("yes when ratio <= target; no when not, or when the check failed", ""),
+    "versus": ("what the target compares ours against: peer, floor or our gradient", ""),
+    "versus_ratio": ("ours_min / the minimum time named by versus", "ratio"),
+    "target": ("largest acceptable versus_ratio", "ratio"),
+    "met": ("yes when versus_ratio <= target; no when not, or when the check failed", ""),
 }
 """Column -> (description, unit): the one list of the table's columns."""
 
@@ -111,12 +152,31 @@ TITLE = "natgrad and its peers: time per call, same data and objective, float64,
 
 
 @dataclass(frozen=True)
+class Workload:
+    """Our side of one row: ``run()`` is the work timed (as ``Comparison.ours``).
+
+    ``inputs`` holds what the peer side needs to compute the same thing (data, model,
+    parameters, vectors); ``gradient``, if given, is our loss and gradient of the same
+    objective at the same point (the reference of targets versus "our gradient").
+    """
+
+    work: str
+    kind: str
+    sizes: str
+    name: str
+    run: Callable[[], object]
+    inputs: Mapping = field(default_factory=dict)
+    gradient: Callable[[], object] | None = None
+
+
+@dataclass(frozen=True)
 class Comparison:
     """One row: ``ours()`` and ``peer()`` compute the same ``work``.
 
     ``check(ours_out, peer_out)`` returns ``(ok, text)``. ``floor``, if given, maps our
     warm-up output to ``(kernel, calls)``: the row's floor is ``calls`` times the time of
-    ``kernel()``.
+    ``kernel()``. ``gradient``, if given, is timed as the row's "our gradient" reference.
+    A row whose target is versus the floor or our gradient must have that callable.
     """
 
     work: str
@@ -128,10 +188,40 @@ class Comparison:
     peer: Callable[[], object]
     check: Callable[[object, object], tuple[bool, str]]
     floor: Callable[[object], tuple[Callable[[], object], int]] | None = None
+    gradient: Callable[[], object] | None = None
+
+    def __post_init__(self):
+        if self.kind not in TARGETS:
+            raise ValueError(f"kind must be one of {sorted(TARGETS)}, got {self.kind!r}.")
+        needed = {"floor": self.floor, "our gradient": self.gradient}.get(self.versus, True)
+        if needed is None:
+            raise ValueError(
+                f"a {self.kind!r} row is compared versus {self.versus}: expected its "
+                f"{self.versus} callable, got None."
+            )
 
     @property
     def target(self) -> float:
-        return TARGETS[self.kind]
+        return TARGETS[self.kind][0]
+
+    @property
+    def versus(self) -> str:
+        return TARGETS[self.kind][1]
+
+
+def _compare(ours: Workload, peer_name: str, peer, check, floor=None) -> Comparison:
+    return Comparison(
+        ours.work,
+        ours.kind,
+        ours.sizes,
+        ours.name,
+        peer_name,
+        ours.run,
+        peer,
+        check,
+        floor,
+        ours.gradient,
+    )
 
 
 # ----------------------------------------------------------------------------- timing
@@ -173,7 +263,8 @@ def measure(comparison: Comparison, repeats: int = MIN_REPEATS, min_time: float 
         "ours": c.ours_name,
         "peer": c.peer_name,
         **dict.fromkeys(("ours_min", "ours_median", "peer_min", "peer_median", "ratio"), np.nan),
-        "floor": np.nan,
+        **dict.fromkeys(("floor", "gradient", "versus_ratio"), np.nan),
+        "versus": c.versus,
         "target": c.target,
     }
     ours_out, ours_first = _timed(c.ours)
@@ -183,17 +274,29 @@ def measure(comparison: Comparison, repeats: int = MIN_REPEATS, min_time: float 
         return row | {"met": "no"}
     row["ours_min"], row["ours_median"] = _repeat(c.ours, ours_first, repeats, min_time)
     row["peer_min"], row["peer_median"] = _repeat(c.peer, peer_first, repeats, min_time)
-    if c.floor is not None:
-        kernel, calls = c.floor(ours_out)
-        _, first = _timed(kernel)
-        row["floor"] = calls * _repeat(kernel, first, repeats, min_time)[0]
+    references = {
+        "floor": c.floor(ours_out) if c.floor is not None else None,
+        "gradient": (c.gradient, 1) if c.gradient is not None else None,
+    }
+    for column, reference in references.items():
+        if reference is not None:
+            kernel, calls = reference
+            _, first = _timed(kernel)
+            row[column] = calls * _repeat(kernel, first, repeats, min_time)[0]
     row["ratio"] = row["ours_min"] / row["peer_min"]
-    return row | {"met": "yes" if row["ratio"] <= c.target else "no"}
+    row["versus_ratio"] = row["ours_min"] / row[VERSUS[c.versus]]
+    return row | {"met": "yes" if row["versus_ratio"] <= c.target else "no"}
 
 
 # ----------------------------------------------------------------------------- checks
 def _relative(a: float, b: float) -> float:
     return abs(a - b) / max(abs(a), abs(b), np.finfo(float).tiny)
+
+
+def _entrywise(a, b) -> float:
+    """max |a - b| relative to the largest entry of either (same shapes)."""
+    scale = max(np.abs(a).max(), np.abs(b).max(), np.finfo(float).tiny)
+    return float(np.abs(a - b).max() / scale)
 
 
 def check_loss_gradient(ours, peer) -> tuple[bool, str]:
@@ -203,12 +306,21 @@ def check_loss_gradient(ours, peer) -> tuple[bool, str]:
     grad_a, grad_b = np.asarray(grad_a, dtype=float), np.asarray(grad_b, dtype=float)
     if grad_a.shape != grad_b.shape:
         return False, f"FAILED: gradient shapes {grad_a.shape} vs {grad_b.shape}"
-    d_loss = _relative(loss_a, loss_b)
-    scale = max(np.abs(grad_a).max(), np.abs(grad_b).max(), np.finfo(float).tiny)
-    d_grad = float(np.abs(grad_a - grad_b).max() / scale)
+    d_loss, d_grad = _relative(loss_a, loss_b), _entrywise(grad_a, grad_b)
     ok = d_loss <= CHECK_RTOL and d_grad <= CHECK_RTOL
     text = f"loss rel. diff. {d_loss:.1e}, gradient {d_grad:.1e}"
     return ok, ("ok: " if ok else "FAILED: ") + text
+
+
+def check_vectors(ours, peer) -> tuple[bool, str]:
+    """Two vectors in the same layout agree entrywise to :data:`CHECK_RTOL` · their
+    largest entry."""
+    ours, peer = np.asarray(ours, dtype=float), np.asarray(peer, dtype=float)
+    if ours.shape != peer.shape:
+        return False, f"FAILED: shapes {ours.shape} vs {peer.shape}"
+    d = _entrywise(ours, peer)
+    ok = d <= CHECK_RTOL
+    return ok, ("ok: " if ok else "FAILED: ") + f"vectors rel. diff. {d:.1e}"
 
 
 def check_objectives(f_ours: float, f_peer: float) -> tuple[bool, str]:
@@ -261,15 +373,21 @@ class _Data:
         return f"{n}x{d}, {self.n_classes} classes"
 
 
-def _datasets(quick: bool) -> dict[str, _Data]:
-    shapes = (
+def _shapes(quick: bool) -> dict[str, tuple[int, int, int] | None]:
+    """Dataset name -> (n_samples, n_features, n_classes) of the synthetic ones, None for
+    the bundled ones."""
+    synthetic = (
         {"synthetic binary": (2000, 20, 2), "synthetic 5-class": (1000, 10, 5)}
         if quick
         else {"synthetic binary": (50_000, 200, 2), "synthetic 10-class": (20_000, 100, 10)}
     )
-    data = {name: _Data(name, *_bundled(name)) for name in ("breast_cancer", "digits")}
-    data |= {name: _Data(name, *_synthetic(*shape)) for name, shape in shapes.items()}
-    return data
+    return {"breast_cancer": None, "digits": None} | synthetic
+
+
+@functools.cache
+def _dataset(name: str, quick: bool) -> _Data:
+    shape = _shapes(quick)[name]
+    return _Data(name, *(_bundled(name) if shape is None else _synthetic(*shape)))
 
 
 # ----------------------------------------------------------------------------- logistic
@@ -296,22 +414,42 @@ def _linear_model_loss():
     return LinearModelLoss, HalfBinomialLoss, HalfMultinomialLoss
 
 
-def _loss_gradient_row(data: _Data) -> Comparison:
-    LinearModelLoss, HalfBinomialLoss, HalfMultinomialLoss = _linear_model_loss()
+def _loss_gradient(objective: Objective, theta) -> Callable[[], tuple[float, np.ndarray]]:
+    """Our loss and gradient at ``theta``, recomputed from scratch on every call."""
+
+    def run():
+        objective.clear_cache()  # the memoized forward pass would skip half the work
+        return objective.loss_and_grad(theta, count=False)
+
+    return run
+
+
+def _loss_gradient_workload(name: str, kind: str, quick: bool) -> Workload:
+    data = _dataset(name, quick)
     model = LogisticModel(data.X.shape[1], data.n_classes)
     objective = Objective(model, data.X, data.y, alpha=ALPHA)
     theta = np.random.default_rng(0).normal(scale=0.1, size=model.n_params)
-    binary = model.n_outputs == 1
+    return Workload(
+        f"loss+gradient, {kind} logistic, {name}",
+        "loss+gradient",
+        data.sizes,
+        "Objective.loss_and_grad",
+        _loss_gradient(objective, theta),
+        {"data": data, "model": model, "theta": theta},
+    )
+
+
+def _loss_gradient_row(ours: Workload) -> Comparison:
+    LinearModelLoss, HalfBinomialLoss, HalfMultinomialLoss = _linear_model_loss()
+    data, model, theta = (ours.inputs[k] for k in ("data", "model", "theta"))
     loss = LinearModelLoss(
-        HalfBinomialLoss() if binary else HalfMultinomialLoss(n_classes=data.n_classes),
+        HalfBinomialLoss()
+        if model.n_outputs == 1
+        else HalfMultinomialLoss(n_classes=data.n_classes),
         fit_intercept=True,
     )
     coef, y_float = sklearn_coef(model, theta), data.y.astype(np.float64)
     l2 = ALPHA / data.X.shape[0]
-
-    def ours():
-        objective.clear_cache()  # the memoized forward pass would skip half the work
-        return objective.loss_and_grad(theta, count=False)
 
     def peer():
         return loss.loss_gradient(coef, data.X, y_float, l2_reg_strength=l2, n_threads=1)
@@ -319,17 +457,7 @@ def _loss_gradient_row(data: _Data) -> Comparison:
     def check(ours_out, peer_out):
         return check_loss_gradient((ours_out[0], sklearn_coef(model, ours_out[1])), peer_out)
 
-    kind = "binary" if binary else "multinomial"
-    return Comparison(
-        f"loss+gradient, {kind} logistic, {data.name}",
-        "loss+gradient",
-        data.sizes,
-        "Objective.loss_and_grad",
-        "sklearn LinearModelLoss.loss_gradient",
-        ours,
-        peer,
-        check,
-    )
+    return _compare(ours, "sklearn LinearModelLoss.loss_gradient", peer, check)
 
 
 _FITS = (
@@ -355,21 +483,36 @@ def _syrk_cholesky(n_rows: int, n_cols: int) -> Callable[[], object]:
     return kernel
 
 
-def _fit_row(data: _Data, kind: str, solver: str, sk_solver: str, max_iter, sk_max_iter):
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
+def _fit_workload(name: str, quick: bool, kind: str, solver: str, max_iter: int) -> Workload:
+    data = _dataset(name, quick)
     model = LogisticModel(data.X.shape[1], data.n_classes)
-    objective = Objective(model, data.X, data.y, alpha=ALPHA)
-    estimator = LogisticRegression(
-        C=1.0 / ALPHA, solver=sk_solver, tol=FIT_TOL / 10, max_iter=sk_max_iter
-    )
 
-    def ours():
+    def run():
         optimizer = make_optimizer(solver)
         return minimize(
             model, data.X, data.y, optimizer, alpha=ALPHA, tol=FIT_TOL, max_iter=max_iter
         )
+
+    binary = model.n_outputs == 1
+    return Workload(
+        f"{kind}, {name}",
+        "exact NG fit, binary" if solver == "exact" and binary else kind,
+        data.sizes,
+        f"minimize(make_optimizer({solver!r}))",
+        run,
+        {"data": data, "model": model},
+    )
+
+
+def _fit_row(ours: Workload, sk_solver: str, sk_max_iter: int) -> Comparison:
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    data, model = ours.inputs["data"], ours.inputs["model"]
+    objective = Objective(model, data.X, data.y, alpha=ALPHA)
+    estimator = LogisticRegression(
+        C=1.0 / ALPHA, solver=sk_solver, tol=FIT_TOL / 10, max_iter=sk_max_iter
+    )
 
     def peer():
         with warnings.catch_warnings():
@@ -382,26 +525,202 @@ def _fit_row(data: _Data, kind: str, solver: str, sk_solver: str, max_iter, sk_m
         return ok, f"{text} (ours: {result.status} in {result.n_iter} iterations)"
 
     floor = None
-    binary = model.n_outputs == 1
-    if solver == "exact" and binary:
+    if ours.kind == "exact NG fit, binary":
 
         def floor(result):
             return _syrk_cholesky(data.X.shape[0], model.n_params), result.n_iter
 
-    return Comparison(
-        f"{kind}, {data.name}",
-        "exact NG fit, binary" if solver == "exact" and binary else kind,
-        data.sizes,
-        f"minimize(make_optimizer({solver!r}))",
-        f"sklearn LogisticRegression({sk_solver!r})",
-        ours,
-        peer,
-        check,
-        floor,
+    return _compare(ours, f"sklearn LogisticRegression({sk_solver!r})", peer, check, floor)
+
+
+# ----------------------------------------------------------------------------- MLP
+def _mlp_sizes(quick: bool) -> tuple[tuple[int, int], ...]:
+    """(hidden width H, batch) of the MLP 64-H-H-10 rows."""
+    return ((8, 64),) if quick else ((32, 512), (128, 512))
+
+
+def _mlp_problem(hidden: int, batch: int) -> tuple[MLP, Objective, np.ndarray, str]:
+    """The digits MLP 64-H-H-10 tanh on the first ``batch`` samples, at its initialization:
+    model, objective (alpha :data:`ALPHA`), theta and the sizes text."""
+    X, y = _bundled("digits")
+    X, y = X[:batch], y[:batch]
+    model = MLP(X.shape[1], 10, (hidden, hidden), "tanh", "softmax")
+    sizes = f"{X.shape[1]}-{hidden}-{hidden}-10 tanh, batch {batch}"
+    return model, Objective(model, X, y, alpha=ALPHA), model.init_params(0), sizes
+
+
+def _mlp_loss_gradient_workload(hidden: int, batch: int) -> Workload:
+    model, objective, theta, sizes = _mlp_problem(hidden, batch)
+    return Workload(
+        f"MLP loss+gradient, digits MLP, H = {hidden}",
+        "MLP loss+gradient",
+        sizes,
+        "Objective.loss_and_grad",
+        _loss_gradient(objective, theta),
+        {"model": model, "objective": objective, "theta": theta},
     )
 
 
-# ----------------------------------------------------------------------------- MLP (torch)
+def _kfac_update_workload(hidden: int, batch: int) -> Workload:
+    """Type-2 K-FAC factors, the exact-damping inverse and its product with the gradient:
+    the curvature work of one natgrad K-FAC step (damping: the recommended K-FAC's)."""
+    model, objective, theta, sizes = _mlp_problem(hidden, batch)
+    _, grad = objective.loss_and_grad(theta, count=False)
+    damping = RECOMMENDED["kfac"]["damping"]
+
+    def run():
+        objective.clear_cache()
+        factors = kfac_factors(objective, theta, "exact")
+        return KFAC(objective, factors=factors, damping_mode="exact").solve(grad, damping)
+
+    inputs = {"model": model, "objective": objective, "theta": theta, "vector": grad}
+    return Workload(
+        f"K-FAC update, digits MLP, H = {hidden}",
+        "K-FAC update",
+        sizes,
+        "kfac_factors + KFAC.solve (exact damping)",
+        run,
+        inputs | {"damping": damping},
+    )
+
+
+def _fvp_workload(hidden: int, batch: int) -> Workload:
+    """One exact Fisher-vector product as CG does it: the forward pass is cached at θ."""
+    model, objective, theta, sizes = _mlp_problem(hidden, batch)
+    fisher = ImplicitFisher(objective, theta, "exact")
+    v = np.random.default_rng(1).normal(size=model.n_params)
+    return Workload(
+        f"Fisher-vector product, digits MLP, H = {hidden}",
+        "Fisher-vector product",
+        sizes,
+        "ImplicitFisher @ v",
+        lambda: fisher @ v,
+        {"model": model, "objective": objective, "theta": theta, "vector": v},
+        gradient=_loss_gradient(objective, theta),
+    )
+
+
+def _exact_step_workload(hidden: int, batch: int) -> Workload:
+    """The dense true Fisher in parameter space and its damped Cholesky solve of the
+    gradient: the curvature work of one exact natural-gradient step."""
+    model, objective, theta, sizes = _mlp_problem(hidden, batch)
+    _, grad = objective.loss_and_grad(theta, count=False)
+    damping = RECOMMENDED["exact"]["damping"]
+
+    def run():
+        objective.clear_cache()
+        fisher = DenseFisher(objective, theta, "exact", method="parameter")
+        return fisher.solve(grad, damping)
+
+    inputs = {"model": model, "objective": objective, "theta": theta, "vector": grad}
+    return Workload(
+        f"exact NG step, digits MLP, H = {hidden}",
+        "exact NG step",
+        f"{sizes}, P = {model.n_params:,}",
+        "DenseFisher(method='parameter').solve",
+        run,
+        inputs | {"damping": damping},
+    )
+
+
+def _mlp_fit_setting(quick: bool) -> tuple[int, tuple[int, int]]:
+    """(n_samples, hidden sizes) of the digits MLP fit: the full digits set and (128, 128),
+    or a small one when quick."""
+    return (300, (16, 16)) if quick else (1797, (128, 128))
+
+
+def _mlp_classifier(hidden: tuple[int, int]):
+    from sklearn.neural_network import MLPClassifier
+
+    return MLPClassifier(
+        hidden_layer_sizes=hidden,
+        activation="tanh",
+        solver="lbfgs",
+        alpha=MLP_ALPHA,
+        max_iter=100,
+        random_state=0,
+    )
+
+
+def _fit_classifier(estimator, X, y):
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X, y)
+
+
+@functools.cache
+def _mlp_target(quick: bool) -> float:
+    """The training objective ``MLPClassifier(solver='lbfgs', max_iter=100)`` ends at
+    (its ``loss_``): the loss our K-FAC fit runs to."""
+    n_samples, hidden = _mlp_fit_setting(quick)
+    X, y = _bundled("digits")
+    return float(_fit_classifier(_mlp_classifier(hidden), X[:n_samples], y[:n_samples]).loss_)
+
+
+def _mlp_fit_workload(quick: bool) -> Workload:
+    """natgrad K-FAC (:data:`PEER_KFAC`), full batch, stopped the first time the full-data
+    loss is at most the loss ``MLPClassifier`` (lbfgs, 100 iterations) ends at."""
+    n_samples, hidden = _mlp_fit_setting(quick)
+    X, y = _bundled("digits")
+    X, y = X[:n_samples], y[:n_samples]
+    model = MLP(X.shape[1], 10, hidden, "tanh", "softmax")
+    target = _mlp_target(quick)
+
+    def stop_at_target(theta, row):
+        if row["loss"] <= target:
+            raise StopIteration
+
+    def run():
+        return minimize(
+            model,
+            X,
+            y,
+            make_optimizer(**PEER_KFAC),
+            alpha=MLP_ALPHA,
+            max_iter=1000,
+            tol=0.0,
+            callback=stop_at_target,
+            random_state=0,
+        )
+
+    width = "-".join(map(str, hidden))
+    return Workload(
+        "MLP fit to MLPClassifier's loss, digits",
+        "MLP fit",
+        f"{X.shape[1]}-{width}-10 tanh, {n_samples} samples, full batch",
+        f"minimize(make_optimizer({PEER_KFAC['solver']!r})) to the same loss",
+        run,
+        {"model": model, "X": X, "y": y, "hidden": hidden},
+    )
+
+
+def _mlp_fit_row(ours: Workload) -> Comparison:
+    model, X, y = (ours.inputs[k] for k in ("model", "X", "y"))
+    objective = Objective(model, X, y, alpha=MLP_ALPHA)
+    estimator = _mlp_classifier(ours.inputs["hidden"])
+
+    def peer():
+        return _fit_classifier(estimator, X, y)
+
+    def check(result, fitted):
+        theta = model.pack([np.vstack([W, b]) for W, b in zip(fitted.coefs_, fitted.intercepts_)])
+        d = _relative(objective.loss(theta, count=False), fitted.loss_)
+        reached = result.loss <= fitted.loss_ + CHECK_RTOL * abs(fitted.loss_)
+        ok = d <= CHECK_RTOL and reached
+        text = (
+            f"our objective at MLPClassifier's weights = its loss_ to {d:.1e} rel.; ours "
+            f"{'reached' if reached else 'did not reach'} its loss {fitted.loss_:.3g} "
+            f"(iteration {result.n_iter}; MLPClassifier: {fitted.n_iter_}; different "
+            "initializations: time to the same loss, not the same trajectory)"
+        )
+        return ok, ("ok: " if ok else "FAILED: ") + text
+
+    return _compare(ours, "sklearn MLPClassifier(solver='lbfgs', max_iter=100)", peer, check)
+
+
+# ----------------------------------------------------------------------------- torch
 def _torch():
     try:
         import torch
@@ -410,19 +729,43 @@ def _torch():
     return torch
 
 
-def _mlp_loss_gradient_row(torch, hidden: int, batch: int) -> Comparison:
-    X, y = _bundled("digits")
-    X, y = X[:batch], y[:batch]
-    model = MLP(X.shape[1], 10, (hidden, hidden), "tanh", "softmax")
-    objective = Objective(model, X, y, alpha=ALPHA)
-    theta = model.init_params(0)
-    l2 = ALPHA / batch
-    blocks = [torch.tensor(b, requires_grad=True) for b in model.unpack(theta)]
-    X_t, y_t = torch.from_numpy(X), torch.from_numpy(y)
+def _curvlinops():
+    try:
+        import curvlinops
+    except ImportError:
+        return None
+    return curvlinops
 
-    def ours():
-        objective.clear_cache()
-        return objective.loss_and_grad(theta, count=False)
+
+def torch_layout(model: MLP, v) -> np.ndarray:
+    """A vector in our layout (per layer one (fan_in + 1, fan_out) block [W; b], row-major)
+    in the order of ``torch_mlp``'s parameters: per layer weight (fan_out, fan_in)
+    row-major, then bias (fan_out,)."""
+    return np.concatenate([np.r_[w_bar[:-1].T.ravel(), w_bar[-1]] for w_bar in model.unpack(v)])
+
+
+def torch_mlp(model: MLP, theta):
+    """Our tanh MLP as a float64 ``torch.nn.Sequential`` of ``Linear`` and ``Tanh`` with
+    parameters ``theta``: (network, list of its parameters)."""
+    import torch
+
+    modules = []
+    blocks = model.unpack(theta)
+    for i, w_bar in enumerate(blocks):
+        linear = torch.nn.Linear(*w_bar[:-1].shape, dtype=torch.float64)
+        with torch.no_grad():
+            linear.weight.copy_(torch.from_numpy(w_bar[:-1].T.copy()))
+            linear.bias.copy_(torch.from_numpy(w_bar[-1].copy()))
+        modules += [linear, torch.nn.Tanh()] if i < len(blocks) - 1 else [linear]
+    network = torch.nn.Sequential(*modules)
+    return network, list(network.parameters())
+
+
+def _mlp_loss_gradient_row(ours: Workload) -> Comparison:
+    torch = _torch()
+    model, objective, theta = (ours.inputs[k] for k in ("model", "objective", "theta"))
+    X_t, y_t = torch.from_numpy(objective.X), torch.from_numpy(objective.y)
+    blocks = [torch.tensor(b, requires_grad=True) for b in model.unpack(theta)]
 
     def peer():
         a = X_t
@@ -430,49 +773,197 @@ def _mlp_loss_gradient_row(torch, hidden: int, batch: int) -> Comparison:
             z = a @ w_bar[:-1] + w_bar[-1]
             a = torch.tanh(z) if i < len(blocks) - 1 else z
         penalty = sum((w_bar[:-1] ** 2).sum() for w_bar in blocks)
-        loss = torch.nn.functional.cross_entropy(a, y_t) + 0.5 * l2 * penalty
+        loss = torch.nn.functional.cross_entropy(a, y_t) + 0.5 * objective.l2 * penalty
         grads = torch.autograd.grad(loss, blocks)
         return float(loss.detach()), np.concatenate([g.numpy().ravel() for g in grads])
 
-    return Comparison(
-        f"MLP loss+gradient, digits, H = {hidden}",
-        "MLP loss+gradient",
-        f"64-{hidden}-{hidden}-10 tanh, batch {batch}",
-        "Objective.loss_and_grad",
-        "torch autograd",
-        ours,
-        peer,
-        check_loss_gradient,
+    return _compare(ours, "torch autograd", peer, check_loss_gradient)
+
+
+def _curvlinops_setup(ours: Workload):
+    """The torch network at our θ, its parameters, the data as curvlinops wants it, and
+    the row's vector in torch's layout."""
+    torch = _torch()
+    model, objective, theta = (ours.inputs[k] for k in ("model", "objective", "theta"))
+    network, params = torch_mlp(model, theta)
+    data = [(torch.from_numpy(objective.X), torch.from_numpy(objective.y))]
+    vector = torch.from_numpy(torch_layout(model, ours.inputs["vector"]))
+    return network, params, data, vector
+
+
+def _torch_check(model: MLP):
+    def check(ours_out, peer_out):
+        return check_vectors(torch_layout(model, ours_out), peer_out)
+
+    return check
+
+
+def _kfac_update_row(ours: Workload) -> Comparison:
+    """curvlinops' type-2 K-FAC, weight and bias as one block like ours, inverted with
+    exact damping. Ours absorbs the L2 term into the damping (:mod:`..curvature.kfac`), so
+    the peer's damping is ``l2 + damping``."""
+    torch, curvlinops = _torch(), _curvlinops()
+    network, params, data, grad = _curvlinops_setup(ours)
+    loss_func = torch.nn.CrossEntropyLoss()
+    damping = ours.inputs["objective"].l2 + ours.inputs["damping"]
+
+    def peer():
+        kfac = curvlinops.KFACLinearOperator(
+            network,
+            loss_func,
+            params,
+            data,
+            fisher_type=curvlinops.FisherType.TYPE2,
+            separate_weight_and_bias=False,
+            check_deterministic=False,
+        )
+        inverse = curvlinops.KFACInverseLinearOperator(
+            kfac, damping=damping, use_exact_damping=True
+        )
+        return (inverse @ grad).numpy()
+
+    name = "curvlinops KFACLinearOperator + KFACInverseLinearOperator"
+    return _compare(ours, name, peer, _torch_check(ours.inputs["model"]))
+
+
+def _penalized_ggn(ours: Workload):
+    """curvlinops' GGN of the data term and our L2 term's diagonal in torch's layout."""
+    torch, curvlinops = _torch(), _curvlinops()
+    network, params, data, vector = _curvlinops_setup(ours)
+    ggn = curvlinops.GGNLinearOperator(
+        network, torch.nn.CrossEntropyLoss(), params, data, check_deterministic=False
+    )
+    model, objective = ours.inputs["model"], ours.inputs["objective"]
+    penalty = torch.from_numpy(objective.l2 * torch_layout(model, model.weight_mask()))
+    return ggn, penalty, vector
+
+
+def _fvp_row(ours: Workload) -> Comparison:
+    ggn, penalty, v = _penalized_ggn(ours)
+
+    def peer():
+        return (ggn @ v + penalty * v).numpy()
+
+    return _compare(
+        ours, "curvlinops GGNLinearOperator @ v", peer, _torch_check(ours.inputs["model"])
     )
 
 
+def _exact_step_row(ours: Workload) -> Comparison:
+    torch = _torch()
+    ggn, penalty, grad = _penalized_ggn(ours)
+    n_params = grad.shape[0]
+    shift = penalty + ours.inputs["damping"]
+
+    def peer():
+        matrix = ggn @ torch.eye(n_params, dtype=torch.float64)
+        matrix.diagonal().add_(shift)
+        factor = torch.linalg.cholesky(matrix)
+        return torch.cholesky_solve(grad[:, None], factor)[:, 0].numpy()
+
+    n_rows = ours.inputs["objective"].n_samples * ours.inputs["model"].n_outputs
+
+    def floor(_):
+        return _syrk_cholesky(n_rows, n_params), 1
+
+    name = "curvlinops GGNLinearOperator @ I + torch Cholesky"
+    return _compare(ours, name, peer, _torch_check(ours.inputs["model"]), floor)
+
+
 # ----------------------------------------------------------------------------- suite
+_SKIPPED = {
+    "LinearModelLoss": (
+        "loss+gradient rows: sklearn.linear_model._linear_loss.LinearModelLoss (private "
+        "scikit-learn API) is not importable in this scikit-learn version"
+    ),
+    "torch": "PyTorch rows: torch is not installed (pip install -e '.[peers]' adds it)",
+    "curvlinops": (
+        "curvlinops rows (K-FAC update, Fisher-vector product, exact NG step): torch or "
+        "curvlinops-for-pytorch is not installed (pip install -e '.[peers]' adds both)"
+    ),
+}
+"""Peer package group -> the message printed when its rows are skipped."""
+
+
+def _suite(quick: bool) -> list[tuple[str, Callable[[], Workload], str, Callable]]:
+    """Every row in table order: (work label, builder of our workload, the peer's package
+    group: "sklearn" or a key of :data:`_SKIPPED`, builder of the row from the workload)."""
+    suite = [
+        (
+            f"loss+gradient, {kind} logistic, {name}",
+            functools.partial(_loss_gradient_workload, name, kind, quick),
+            "LinearModelLoss",
+            _loss_gradient_row,
+        )
+        for name, kind in (("digits", "multinomial"), ("synthetic binary", "binary"))
+    ]
+    fitted = [name for name in _shapes(quick) if not (quick and name == "digits")]  # seconds
+    for kind, solver, sk_solver, max_iter, sk_max_iter in _FITS:
+        suite += [
+            (
+                f"{kind}, {name}",
+                functools.partial(_fit_workload, name, quick, kind, solver, max_iter),
+                "sklearn",
+                functools.partial(_fit_row, sk_solver=sk_solver, sk_max_iter=sk_max_iter),
+            )
+            for name in fitted
+        ]
+    mlp_rows = (
+        ("MLP loss+gradient", _mlp_loss_gradient_workload, "torch", _mlp_loss_gradient_row),
+        ("K-FAC update", _kfac_update_workload, "curvlinops", _kfac_update_row),
+        ("Fisher-vector product", _fvp_workload, "curvlinops", _fvp_row),
+    )
+    for work, build, group, row in mlp_rows:
+        suite += [
+            (f"{work}, digits MLP, H = {h}", functools.partial(build, h, b), group, row)
+            for h, b in _mlp_sizes(quick)
+        ]
+    hidden, batch = _mlp_sizes(quick)[0]
+    suite.append(
+        (
+            f"exact NG step, digits MLP, H = {hidden}",
+            functools.partial(_exact_step_workload, hidden, batch),
+            "curvlinops",
+            _exact_step_row,
+        )
+    )
+    suite.append(
+        (
+            "MLP fit to MLPClassifier's loss, digits",
+            functools.partial(_mlp_fit_workload, quick),
+            "sklearn",
+            _mlp_fit_row,
+        )
+    )
+    return suite
+
+
+def ours_workloads(quick: bool = False) -> dict[str, Callable[[], Workload]]:
+    """Our side of every row, by work label, as a builder each (data are loaded, and the
+    MLPClassifier target fitted, only when a builder is called). Needs neither PyTorch,
+    curvlinops nor scikit-learn's private API: ``bench/bench_peers.py`` times these, and
+    :func:`comparisons` puts each beside its peer."""
+    return {label: build for label, build, _, _ in _suite(quick)}
+
+
 def comparisons(quick: bool = False) -> tuple[list[Comparison], list[str]]:
     """The rows to measure, and a message for each group skipped (its peer is missing).
 
     ``quick``: tiny sizes that run in seconds (for CI); otherwise the issue's sizes.
     """
-    data = _datasets(quick)
-    rows, skipped = [], []
-    if _linear_model_loss() is None:
-        skipped.append(
-            "loss+gradient rows: sklearn.linear_model._linear_loss.LinearModelLoss (private "
-            "scikit-learn API) is not importable in this scikit-learn version"
-        )
-    else:
-        binary = "synthetic binary"
-        rows += [_loss_gradient_row(data["digits"]), _loss_gradient_row(data[binary])]
-    fitted = [d for d in data.values() if not (quick and d.name == "digits")]  # seconds
-    for fit in _FITS:
-        rows += [_fit_row(d, *fit) for d in fitted]
     torch = _torch()
-    if torch is None:
-        skipped.append("PyTorch rows: torch is not installed (pip install -e '.[peers]' adds it)")
-    else:
+    if torch is not None:
         torch.set_num_threads(1)
-        sizes = ((8, 64),) if quick else ((32, 512), (128, 512))
-        rows += [_mlp_loss_gradient_row(torch, h, b) for h, b in sizes]
-    return rows, skipped
+    available = {
+        "sklearn": True,
+        "LinearModelLoss": _linear_model_loss() is not None,
+        "torch": torch is not None,
+        "curvlinops": torch is not None and _curvlinops() is not None,
+    }
+    suite = _suite(quick)
+    rows = [row(build()) for _, build, group, row in suite if available[group]]
+    groups = dict.fromkeys(group for _, _, group, _ in suite)
+    return rows, [_SKIPPED[g] for g in groups if not available[g]]
 
 
 def run_peers(
@@ -508,8 +999,8 @@ def run_peers(
 def write_peers(table: pd.DataFrame, out, skipped, record: dict) -> list[Path]:
     """Write ``table`` under ``out``: ``peers.csv`` (plain), ``peers.json`` (column
     descriptions, targets, skipped groups, provenance ``record`` from :func:`run_peers`),
-    ``peers.md``, ``peers.tex`` and the figure ``peers.png`` (ratio per row against its
-    target)."""
+    ``peers.md``, ``peers.tex`` and the figure ``peers.png`` (versus_ratio per row against
+    its target)."""
     from .report.tables import write_tables
 
     out = Path(out)
@@ -539,8 +1030,9 @@ def write_peers(table: pd.DataFrame, out, skipped, record: dict) -> list[Path]:
 
 
 def _figure(table: pd.DataFrame, path: Path) -> Path:
-    """One horizontal bar per row from parity (1) to ours / peer on a log axis, green
-    where the target (a black tick) is met; rows whose check failed are labelled so."""
+    """One horizontal bar per row from parity (1) to versus_ratio (ours / the time the
+    row's target compares against, named in its label) on a log axis, green where the
+    target (a black tick) is met; rows whose check failed are labelled so."""
     import matplotlib
     import matplotlib.ticker
 
@@ -548,9 +1040,9 @@ def _figure(table: pd.DataFrame, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     n = len(table)
-    fig, ax = plt.subplots(figsize=(8, 0.35 * n + 1.2), layout="constrained")
+    fig, ax = plt.subplots(figsize=(10, 0.35 * n + 1.2), layout="constrained")
     y = np.arange(n)[::-1]
-    ratio = table["ratio"].to_numpy(dtype=float)
+    ratio = table["versus_ratio"].to_numpy(dtype=float)
     met = table["met"].eq("yes").to_numpy()
     drawn = np.isfinite(ratio)
     colors = np.where(met[drawn], "#2ca02c", "#d62728")
@@ -563,8 +1055,11 @@ def _figure(table: pd.DataFrame, path: Path) -> Path:
     ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
-    ax.set_yticks(y, [f"{w} ({s})" for w, s in zip(table["work"], table["sizes"])], fontsize=7)
-    ax.set_xlabel("time natgrad / peer (minima; < 1: natgrad faster)")
+    labels = [
+        f"{w} ({s}) vs {v}" for w, s, v in zip(table["work"], table["sizes"], table["versus"])
+    ]
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_xlabel('time natgrad / the reference after "vs" (minima)')
     ax.legend(loc="lower right", fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=150, metadata={"Software": None})

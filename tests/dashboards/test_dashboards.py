@@ -185,8 +185,9 @@ def asv_html(tmp_path_factory) -> Path:
     )
     conf_path = tmp / "asv.conf.json"
     conf_path.write_text(json.dumps(conf, indent=2))
-    # asv keeps machine descriptions in ~/.asv-machine.json: use a private HOME
-    env = {**os.environ, "HOME": str(tmp / "home")}
+    # asv keeps machine descriptions in ~/.asv-machine.json: use a private HOME; the peers
+    # rows at their quick sizes (bench/common.py QUICK)
+    env = {**os.environ, "HOME": str(tmp / "home"), "NATGRAD_ASV_QUICK": "1"}
     (tmp / "home").mkdir()
     asv = [sys.executable, "-m", "asv"]
     _run([*asv, "machine", "--yes", "--machine", MACHINE, "--config", conf_path], env)

@@ -36,7 +36,9 @@ print equal tie (a difference below the spread is not a win).
 
 A table made outside the report (``natgrad peers``) names itself in its ``attrs``:
 ``title``, ``columns`` (column -> (description, unit)) and ``key_columns`` (the columns
-that identify a row, like ``problem`` and ``solver`` of the report's tables).
+that identify a row, like ``problem`` and ``solver`` of the report's tables). Its columns
+in ``"seconds"`` are shown to :data:`TIME_DIGITS` significant figures and its columns in
+``"ratio"`` to :data:`RATIO_DECIMALS` decimals (at least one significant figure).
 
 LaTeX: more than :data:`MAX_LATEX_COLUMNS` value columns are split into several
 tabulars of at most that many, as even as possible (key columns repeated), so that a
@@ -64,6 +66,8 @@ TIME_DIGITS = 2
 """Significant figures of times (seconds from one shared machine; medians over few seeds)."""
 COUNT_DIGITS = 3
 """Significant figures of counts (work, calls, iterations: deterministic up to the seeds)."""
+RATIO_DECIMALS = 2
+"""Decimals of ratios (unit "ratio") in tables made outside the report."""
 MAX_LATEX_COLUMNS = 5
 """Value columns per LaTeX tabular; more are split into several tabulars."""
 LONGTABLE_ROWS = 40
@@ -214,6 +218,17 @@ def spread_place(median: float, q25: float, q75: float, digits: int) -> float | 
     if np.isfinite(iqr) and iqr > 0:
         place = max(place, 10.0 ** _exponent(iqr))
     return min(place, 10.0 ** _exponent(median))
+
+
+def _unit_place(table: pd.DataFrame, column: str, x) -> float | None:
+    """Place of the last digit shown of ``x`` in a ``column`` whose unit a table made
+    outside the report names (module doc); None (6 significant figures) otherwise."""
+    unit = table.attrs.get("columns", {}).get(column, ("", ""))[1]
+    if unit == "seconds":
+        return spread_place(x, np.nan, np.nan, TIME_DIGITS)
+    if unit == "ratio":
+        return 10.0**-RATIO_DECIMALS
+    return None
 
 
 @dataclass(frozen=True)
@@ -499,7 +514,7 @@ def _long_grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid:
             elif isinstance(r[c], str):
                 row.append(style.escape(r[c]))
             else:
-                row.append(_number(r[c], style))
+                row.append(_number(r[c], style, _unit_place(table, c, r[c])))
         rows.append(row)
     numeric = [
         pd.api.types.is_numeric_dtype(table[c]) and not pd.api.types.is_bool_dtype(table[c])
