@@ -87,6 +87,8 @@ MEMORY_BUDGET = 2 * 2**30
 """Largest predicted bytes of a solver's dense curvature (the exact Fisher, P² floats)."""
 FIT_POINTS = 3
 """The largest sizes of a sweep that the asymptotic exponent is fitted on."""
+EXPONENT_DECIMALS = 2
+"""Decimals of a fitted exponent: timings on a shared machine move it by a few 0.01."""
 ITERATIONS = 3
 """Optimizer steps per timed run (quick: 2)."""
 REPEATS = 3
@@ -272,7 +274,8 @@ def fit_exponent(sizes, times) -> tuple[float, float]:
 
 def exponents(table: pd.DataFrame) -> pd.DataFrame:
     """Per (sweep, solver) of ``table`` (columns :data:`COLUMNS`) with ≥ 2 measured
-    points: the measured and theory exponents (columns :data:`EXPONENT_COLUMNS`)."""
+    points: the measured and theory exponents (columns :data:`EXPONENT_COLUMNS`), to
+    :data:`EXPONENT_DECIMALS` decimals."""
     rows = []
     for (sweep, solver), group in table.groupby(["sweep", "solver"], sort=False):
         ok = group[group["status"].eq("ok")]
@@ -285,15 +288,19 @@ def exponents(table: pd.DataFrame) -> pd.DataFrame:
             {
                 "sweep": sweep,
                 "solver": solver,
-                "exponent": fit_exponent(top[vary], top["time_min"])[0],
-                "theory": fit_exponent(top[vary], top["model_flops"])[0],
+                "exponent": _rounded(fit_exponent(top[vary], top["time_min"])[0]),
+                "theory": _rounded(fit_exponent(top[vary], top["model_flops"])[0]),
                 "points": ", ".join(str(s) for s in top[vary]),
-                "exponent_all": fit_exponent(ok[vary], ok["time_min"])[0],
+                "exponent_all": _rounded(fit_exponent(ok[vary], ok["time_min"])[0]),
                 "points_all": ", ".join(str(s) for s in ok[vary]),
                 "cost": cost.text,
             }
         )
     return pd.DataFrame(rows, columns=list(EXPONENT_COLUMNS))
+
+
+def _rounded(b: float) -> float:
+    return round(b, EXPONENT_DECIMALS)
 
 
 def _varied(sweep: pd.DataFrame) -> str:
@@ -457,7 +464,7 @@ def _figure(table: pd.DataFrame, fitted: pd.DataFrame, stem: Path) -> list[Path]
     styles = solver_styles(labels.assign(algorithm=labels["solver"]))
     b = fitted.set_index(["sweep", "solver"])["exponent"]
     fig, axes = plt.subplots(
-        1, len(names), figsize=(4.2 * len(names), 4.6), layout="constrained", squeeze=False
+        1, len(names), figsize=(4.2 * len(names), 5.2), layout="constrained", squeeze=False
     )
     for ax, name in zip(axes[0], names):
         sweep = table[table["sweep"].eq(name) & table["status"].eq("ok")]
@@ -475,7 +482,12 @@ def _figure(table: pd.DataFrame, fitted: pd.DataFrame, stem: Path) -> list[Path]
             axis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
             axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.grid(True, which="major", alpha=0.3)
-        ax.legend(loc="upper left", fontsize=6.5, ncols=2)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), fontsize=7, ncols=3)
+        skipped = table[table["sweep"].eq(name) & table["status"].str.startswith("skipped")]
+        if not skipped.empty:
+            text = ", ".join(f"{r.solver} at {r[vary]}" for _, r in skipped.iterrows())
+            ax.text(0.99, 0.01, f"skipped (budget): {text}", transform=ax.transAxes,
+                    ha="right", va="bottom", fontsize=6.5)  # fmt: skip
     axes[0][0].set_ylabel("seconds per iteration (minimum over runs)")
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
