@@ -1,4 +1,5 @@
-"""The ``natgrad`` command line: ``list``, ``run``, ``report``, ``compare`` and ``peers``.
+"""The ``natgrad`` command line: ``list``, ``run``, ``report``, ``compare``, ``peers`` and
+``scaling``.
 
 What each command does, its arguments, defaults and examples are written once, in the
 help texts of :func:`build_parser` (``natgrad COMMAND --help``); the TOML format of a
@@ -19,10 +20,12 @@ import threading
 import warnings
 from pathlib import Path
 
+from ..optim import SOLVERS
 from .compare import SAME_TOLERANCE, TIME_THRESHOLD, compare
 from .grid import DEFAULT_SOLVERS, SUITE_BUDGETS, load_config, run_grid, with_seeds
 from .peers import MIN_REPEATS
 from .problems import PROBLEMS, SUITES
+from .scaling import ITERATIONS, REPEATS, sweeps
 from .store import ResultsStore, remove_stale_temp_files
 
 __all__ = ["main"]
@@ -408,6 +411,43 @@ def _cmd_peers(args) -> int:
     return 0
 
 
+def _cmd_scaling(args) -> int:
+    import pandas as pd
+
+    from .scaling import exponents, run_scaling, write_scaling
+
+    solvers = args.solvers.split(",") if args.solvers else list(SOLVERS)
+    unknown = [s for s in solvers if s not in SOLVERS]
+    if unknown or args.repeats < REPEATS or (args.iterations is not None and args.iterations < 1):
+        print(
+            f"natgrad scaling: expected --solvers among {','.join(SOLVERS)}, --repeats >= "
+            f"{REPEATS} and --iterations >= 1, got {args.solvers}, {args.repeats} and "
+            f"{args.iterations}",
+            file=sys.stderr,
+        )
+        return 2
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        print(f"natgrad scaling: --out: {out} is a file; expected a folder", file=sys.stderr)
+        return 2
+    table, record = run_scaling(
+        quick=args.quick,
+        solvers=solvers,
+        iterations=args.iterations,
+        repeats=args.repeats,
+        on_sweep=lambda partial, record: write_scaling(partial, out, record, figure=False),
+        progress=None if args.quiet else lambda point: print(f"  {point}", file=sys.stderr),
+    )
+    paths = write_scaling(table, out, record)
+    fitted = exponents(table)[["sweep", "solver", "exponent", "theory", "points"]]
+    with pd.option_context("display.width", 250, "display.precision", 2):
+        print(fitted.to_string(index=False))
+    skipped = int(table["status"].str.startswith("skipped").sum())
+    written = ", ".join(str(p) for p in paths if p.suffix in (".md", ".png"))
+    print(f"scaling: {len(table)} points, {skipped} skipped; {written}")
+    return 0
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions and epilogs keep their line breaks (the examples are laid out)."""
 
@@ -428,6 +468,7 @@ examples:
   natgrad report results                rebuild tables, figures and index.html
   natgrad compare old_results results   which problem/solver got better or worse
   natgrad peers --quick                 natgrad's speed against scikit-learn and PyTorch
+  natgrad scaling --quick               time per iteration of every solver as n and d grow
 
 The configuration file format is documented, with a complete example, in the README
 (section "Your own grid: the configuration file")."""
@@ -495,6 +536,26 @@ examples:
   natgrad peers --quick --out quick_peers   tiny sizes, a few seconds (CI)
   natgrad peers                             the issue's sizes into results/peers
   natgrad peers --repeats 7 --min-time 0.5  more and longer repeats"""
+
+
+_SCALING_DESCRIPTION = f"""\
+Time one iteration of every solver as the data grow.
+
+Synthetic logistic problems (seeded), one sweep per line:
+{chr(10).join("  " + s.describe() for s in sweeps())}
+every solver in its recommended configuration, full batch, one BLAS thread. A
+point is the minimum and median over REPEATS runs of ITERATIONS steps of the
+optimizer's own clock per step. Points whose predicted work or curvature memory is
+above the budget are recorded as skipped. Fits the exponent b of t = a s^b on log-log
+(s = n or d) next to the theory's. Writes OUT/scaling.csv and OUT/exponents.csv (each
+with a .json sidecar holding the provenance, .md and .tex) and scaling.png/.pdf;
+the tables are rewritten after every sweep, so a stopped run keeps its finished ones."""
+
+_SCALING_EPILOG = """\
+examples:
+  natgrad scaling --quick --out quick_scaling   tiny sizes, seconds (CI)
+  natgrad scaling                               the full sweep into results/scaling
+  natgrad scaling --solvers exact,cg,lbfgs      some solvers only"""
 
 
 def _add_command(sub, func, summary: str, description: str, epilog: str):
@@ -695,6 +756,39 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="least duration of one repeat; fast calls are looped (default: 0.01 with "
         "--quick, else 0.2)",
+    )
+    p.add_argument("--quiet", action="store_true", help="print no progress")
+    p = _add_command(
+        sub,
+        _cmd_scaling,
+        "time per iteration of every solver as n and d grow, with fitted exponents",
+        _SCALING_DESCRIPTION,
+        _SCALING_EPILOG,
+    )
+    p.add_argument("--quick", action="store_true", help="tiny sizes that run in seconds (CI)")
+    p.add_argument(
+        "--out",
+        default=str(Path("results", "scaling")),
+        help="folder to write the tables and figure in (default: results/scaling)",
+    )
+    p.add_argument(
+        "--solvers",
+        metavar="LIST",
+        help=f"comma-separated solvers (default: all of {','.join(SOLVERS)})",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=REPEATS,
+        metavar="N",
+        help=f"timed runs per point, at least {REPEATS} (default: {REPEATS})",
+    )
+    p.add_argument(
+        "--iterations",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"optimizer steps per timed run (default: 2 with --quick, else {ITERATIONS})",
     )
     p.add_argument("--quiet", action="store_true", help="print no progress")
     return parser

@@ -1001,6 +1001,7 @@ def write_peers(table: pd.DataFrame, out, skipped, record: dict) -> list[Path]:
     descriptions, targets, skipped groups, provenance ``record`` from :func:`run_peers`),
     ``peers.md``, ``peers.tex`` and the figure ``peers.png`` (versus_ratio per row against
     its target)."""
+    from .provenance import table_provenance
     from .report.tables import write_tables
 
     out = Path(out)
@@ -1013,18 +1014,7 @@ def write_peers(table: pd.DataFrame, out, skipped, record: dict) -> list[Path]:
         "check_rtol": CHECK_RTOL,
         "targets": TARGETS,
     }
-    # the report's summary lists every distinct passport: one here
-    summary = {
-        "code_versions": [record["code_version"]],
-        "git": [{"commit": record["git_commit"], "dirty": record["git_dirty"]}],
-        "machines": [record["machine"]],
-        "blas": [record["blas"]],
-        "python": [record["python"]],
-        "dependencies": [record["dependencies"]],
-    }
-    summarized = {*summary, "code_version", "git_commit", "git_dirty", "machine", "python"}
-    prov = summary | {k: v for k, v in record.items() if k not in summarized}
-    paths = write_tables({"peers": table}, out, prov)
+    paths = write_tables({"peers": table}, out, table_provenance(record))
     paths.append(_figure(table, out / "peers.png"))
     return paths
 

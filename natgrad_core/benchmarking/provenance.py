@@ -41,6 +41,7 @@ __all__ = [
     "numerics_fingerprint",
     "provenance",
     "source_fingerprint",
+    "table_provenance",
 ]
 
 UNKNOWN = "unknown"
@@ -318,3 +319,20 @@ def provenance(config=None) -> dict:
         "host": platform.node() or UNKNOWN,
         "config_hash": None if config is None else config_hash(config),
     }
+
+
+def table_provenance(record: dict) -> dict:
+    """One measurement's :func:`provenance` ``record`` shaped like the report's summary,
+    which lists every distinct passport (here: one) under ``code_versions``, ``git``,
+    ``machines``, ``blas``, ``python`` and ``dependencies``; the other facts as they are.
+    For tables written outside the report (``natgrad peers``, ``natgrad scaling``)."""
+    summary = {
+        "code_versions": [record["code_version"]],
+        "git": [{"commit": record["git_commit"], "dirty": record["git_dirty"]}],
+        "machines": [record["machine"]],
+        "blas": [record["blas"]],
+        "python": [record["python"]],
+        "dependencies": [record["dependencies"]],
+    }
+    summarized = {*summary, "code_version", "git_commit", "git_dirty", "machine", "python"}
+    return summary | {k: v for k, v in record.items() if k not in summarized}
