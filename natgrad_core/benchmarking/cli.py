@@ -558,6 +558,16 @@ examples:
   natgrad scaling --solvers exact,cg,lbfgs      some solvers only"""
 
 
+def _add_quick_and_out(p, folder: str, what: str) -> None:
+    """``--quick`` and ``--out`` (default ``results/<folder>``) of a measuring command."""
+    p.add_argument("--quick", action="store_true", help="tiny sizes that run in seconds (CI)")
+    p.add_argument(
+        "--out",
+        default=str(Path("results", folder)),
+        help=f"folder to write {what} in (default: results/{folder})",
+    )
+
+
 def _add_command(sub, func, summary: str, description: str, epilog: str):
     """The parser of the command named after ``func`` (``_cmd_<name>``), which it runs."""
     parser = sub.add_parser(
@@ -736,12 +746,7 @@ def build_parser() -> argparse.ArgumentParser:
         _PEERS_DESCRIPTION,
         _PEERS_EPILOG,
     )
-    p.add_argument("--quick", action="store_true", help="tiny sizes that run in seconds (CI)")
-    p.add_argument(
-        "--out",
-        default=str(Path("results", "peers")),
-        help="folder to write the table and figure in (default: results/peers)",
-    )
+    _add_quick_and_out(p, "peers", "the table and figure")
     p.add_argument(
         "--repeats",
         type=int,
@@ -765,12 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
         _SCALING_DESCRIPTION,
         _SCALING_EPILOG,
     )
-    p.add_argument("--quick", action="store_true", help="tiny sizes that run in seconds (CI)")
-    p.add_argument(
-        "--out",
-        default=str(Path("results", "scaling")),
-        help="folder to write the tables and figure in (default: results/scaling)",
-    )
+    _add_quick_and_out(p, "scaling", "the tables and figure")
     p.add_argument(
         "--solvers",
         metavar="LIST",

@@ -153,7 +153,9 @@ class ImplicitFisher(CurvatureOperator):
         self.fisher_type = parse_fisher_type(fisher_type)
         self.theta = np.asarray(theta, dtype=self.dtype)
         self.cache = objective.forward(self.theta)
-        if self.fisher_type is not FisherType.EXACT:
+        if self.fisher_type is FisherType.EXACT:
+            self._lam = objective.model.head.lam_operator(self.cache.outputs)
+        else:
             self._U = output_factors(
                 objective, self.theta, self.fisher_type, mc_samples, random_state
             )
@@ -169,7 +171,7 @@ class ImplicitFisher(CurvatureOperator):
 
     def _output_product(self, Jv: Array) -> Array:
         if self.fisher_type is FisherType.EXACT:
-            return self.objective.model.head.lam_mv(self.cache.outputs, Jv)
+            return self._lam(Jv)
         return np.einsum("mn,mni->ni", np.einsum("mni,ni->mn", self._U, Jv), self._U)
 
     def _matvec(self, v):

@@ -12,6 +12,8 @@ distribution provides, per sample,
                          these exponential families with canonical link equals the Hessian
                          ∂²nll/∂z², shape (n_samples, n_outputs, n_outputs);
 * ``lam_mv(z, U)``       Λ @ u for each sample without forming Λ;
+* ``lam_operator(z)``    ``U ↦ lam_mv(z, U)`` with what depends on z alone (the probabilities)
+                         computed once: a matrix-free Fisher applies it many times per point;
 * ``sqrt_lam(z)``        a factor M with Λ = M Mᵀ, shape (n_samples, n_outputs, n_outputs):
                          column c is the output-gradient to back-propagate for the exact Fisher;
 * ``sample(z, rng, k)``  k encoded label draws from p(·|z) for the Monte-Carlo Fisher;
@@ -61,7 +63,11 @@ class OutputDistribution:
         raise NotImplementedError
 
     def lam_mv(self, z: Array, U: Array) -> Array:
-        return np.einsum("nij,nj->ni", self.lam(z), U)
+        return self.lam_operator(z)(U)
+
+    def lam_operator(self, z: Array):
+        L = self.lam(z)
+        return lambda U: np.einsum("nij,nj->ni", L, U)
 
     def sqrt_lam(self, z: Array) -> Array:
         raise NotImplementedError
@@ -147,9 +153,9 @@ class Categorical(OutputDistribution):
         p = self.predict(z)
         return p[:, :, None] * np.eye(z.shape[1], dtype=z.dtype) - p[:, :, None] * p[:, None, :]
 
-    def lam_mv(self, z, U):
+    def lam_operator(self, z):
         p = self.predict(z)
-        return p * U - p * np.einsum("nk,nk->n", p, U)[:, None]
+        return lambda U: p * U - p * np.einsum("nk,nk->n", p, U)[:, None]
 
     def sqrt_lam(self, z):
         # M = diag(√p) − p √pᵀ satisfies M Mᵀ = diag(p) − p pᵀ because Σ p = 1;
@@ -218,8 +224,9 @@ class Bernoulli(OutputDistribution):
     def lam(self, z):
         return self._var(z)[:, :, None] * np.eye(z.shape[1], dtype=z.dtype)
 
-    def lam_mv(self, z, U):
-        return self._var(z) * U
+    def lam_operator(self, z):
+        var = self._var(z)
+        return lambda U: var * U
 
     def sqrt_lam(self, z):
         return np.sqrt(self._var(z))[:, :, None] * np.eye(z.shape[1], dtype=z.dtype)
@@ -274,8 +281,8 @@ class Gaussian(OutputDistribution):
         eye = np.eye(z.shape[1], dtype=z.dtype) / self.variance
         return np.broadcast_to(eye, (z.shape[0],) + eye.shape).copy()
 
-    def lam_mv(self, z, U):
-        return U / self.variance
+    def lam_operator(self, z):
+        return lambda U: U / self.variance
 
     def sqrt_lam(self, z):
         eye = np.eye(z.shape[1], dtype=z.dtype) / np.sqrt(self.variance)

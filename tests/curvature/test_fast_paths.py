@@ -16,6 +16,7 @@ import pytest
 from natgrad_core.curvature import (
     KFAC,
     DenseFisher,
+    ImplicitFisher,
     factors_from_statistics,
     kfac_factors,
     softmax_class_block_fisher,
@@ -278,3 +279,35 @@ def test_kfac_operator_with_n_statistics_uses_the_drawn_rows_factors():
     reference = kfac_factors(Objective(model, X[rows], y[rows]), theta)
     for got, ref in zip(op.factors.A + op.factors.G, reference.A + reference.G):
         np.testing.assert_allclose(got, ref, rtol=1e-13, atol=1e-15)
+
+
+@pytest.mark.parametrize(("head", "depends_on_z"), [("softmax", "predict"), ("sigmoid", "_var")])
+def test_matrix_free_fisher_computes_the_output_probabilities_once(head, depends_on_z, monkeypatch):
+    """CG applies the Fisher many times at one θ: what Λ depends on (the head's
+    probabilities) is computed when the operator is built, not on every product; the
+    products still equal Jᵀ Λ J v / n from the dense per-sample Λ."""
+    rng = np.random.default_rng(0)
+    n, d = 40, 5
+    k = 3 if head == "softmax" else 1
+    X = rng.standard_normal((n, d))
+    y = rng.integers(0, 3 if head == "softmax" else 2, n)
+    model = MLP(d, 3 if head == "softmax" else 2, (4,), "tanh", head)
+    objective = Objective(model, X, y)
+    theta = model.init_params(0)
+    J = model.jacobian(theta, X)  # (n, outputs, params)
+    assert J.shape[1] == k
+    Lam = model.head.lam(objective.forward(theta).outputs)
+    F = np.einsum("noi,nop,npj->ij", J, Lam, J) / n
+    op = ImplicitFisher(objective, theta)
+    calls = []
+    original = getattr(type(model.head), depends_on_z)
+
+    def counting(self, z):
+        calls.append(1)
+        return original(self, z)
+
+    monkeypatch.setattr(type(model.head), depends_on_z, counting)
+    for seed in range(5):
+        v = np.random.default_rng(seed).standard_normal(model.n_params)
+        np.testing.assert_allclose(op @ v, F @ v, rtol=RTOL, atol=ATOL)
+    assert calls == []
