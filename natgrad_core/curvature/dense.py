@@ -31,7 +31,7 @@ import numpy as np
 
 from .._memory import check_memory
 from .._typing import Array, Seed
-from .._validation import check_choice
+from .._validation import check_choice, check_positive_int
 from ._linalg import SymmetricSolver, add_flops, symmetrize_upper, syrk_t
 from .base import (
     CurvatureOperator,
@@ -142,14 +142,32 @@ class DenseFisher(CurvatureOperator):
         self.method = check_choice(method, "method", ("auto", "parameter", "sample"))
         self.theta = np.asarray(theta, dtype=self.dtype)
         self.cache = objective.forward(self.theta)
-        self.U = output_factors(objective, self.theta, self.fisher_type, mc_samples, random_state)
-        self.n_rows = self.U.shape[0] * objective.n_samples
+        # U is built when first needed: the softmax class-block build never needs it
+        self._U, self._factor_args = None, (mc_samples, random_state)
+        if self.fisher_type is FisherType.EXACT:
+            check_output_curvature_memory(self.cache.outputs)
+            n_factors = objective.model.n_outputs
+        elif self.fisher_type is FisherType.EMPIRICAL:
+            n_factors = 1
+        else:
+            n_factors = check_positive_int(mc_samples, "mc_samples")
+        self.n_rows = n_factors * objective.n_samples
         self._s = self.scale / objective.n_samples
         self._matrix = None
         self._grads = None
         self._solvers: dict = {}
 
     # -------------------------------------------------------------- shared pieces
+    @property
+    def U(self) -> Array:
+        """Output-space factors (:func:`~natgrad_core.curvature.base.output_factors`),
+        shape (n_rows // n_samples, n_samples, n_outputs)."""
+        if self._U is None:
+            self._U = output_factors(
+                self.objective, self.theta, self.fisher_type, *self._factor_args
+            )
+        return self._U
+
     @property
     def layer_grads(self) -> list[Array]:
         """Back-propagated factors g_l, each (n_factors, n_samples, fan_out_l)."""
@@ -178,7 +196,7 @@ class DenseFisher(CurvatureOperator):
             if len(model.layers) == 1 and model.n_outputs > 1:
                 # the n_factors columns are pulled back through the one layer inside the
                 # class-block build (counted there in flops), never through ``backward``
-                self.objective.counts.n_backprop += self.U.shape[0]
+                self.objective.counts.n_backprop += self.n_rows // self.objective.n_samples
                 Xb, counts = self.cache.inputs[0], self.objective.counts
                 if self.fisher_type is FisherType.EXACT and model.head.name == "softmax":
                     p = model.head.predict(self.cache.outputs)
