@@ -766,7 +766,7 @@ def torch_mlp(model: MLP, theta):
 def _mlp_loss_gradient_row(ours: Workload) -> Comparison:
     torch = _torch()
     model, objective, theta = (ours.inputs[k] for k in ("model", "objective", "theta"))
-    X_t, y_t = torch.from_numpy(objective.X), torch.from_numpy(objective.y)
+    X_t, y_t = torch.from_numpy(np.array(objective.X)), torch.from_numpy(objective.y)
     blocks = [torch.tensor(b, requires_grad=True) for b in model.unpack(theta)]
 
     def peer():
@@ -788,7 +788,7 @@ def _curvlinops_setup(ours: Workload):
     torch = _torch()
     model, objective, theta = (ours.inputs[k] for k in ("model", "objective", "theta"))
     network, params = torch_mlp(model, theta)
-    data = [(torch.from_numpy(objective.X), torch.from_numpy(objective.y))]
+    data = [(torch.from_numpy(np.array(objective.X)), torch.from_numpy(objective.y))]
     vector = torch.from_numpy(torch_layout(model, ours.inputs["vector"]))
     return network, params, data, vector
 
