@@ -52,8 +52,10 @@ def eigh_counted(A: Array, counts=None):
     if counts is not None:
         counts.n_factorizations += 1
     add_flops(counts, EIGH_FLOPS_PER_N3 * A.shape[0] ** 3)
-    # divide and conquer (LAPACK xSYEVD): the fastest driver with eigenvectors at K-FAC sizes
-    return eigh(A, driver="evd", check_finite=False)
+    # divide and conquer (LAPACK xSYEVD): the fastest driver with eigenvectors at K-FAC sizes;
+    # scipy < 1.13 gives xSYEVD a workspace too small for a 1 x 1 matrix (a binary head's
+    # K-FAC output factor), where the plain driver costs nothing anyway
+    return eigh(A, driver="evd" if A.shape[0] > 1 else "ev", check_finite=False)
 
 
 def syrk_t(
