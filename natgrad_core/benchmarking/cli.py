@@ -378,6 +378,15 @@ def _cmd_compare(args) -> int:
     return 0
 
 
+def _out_folder(command: str, out: str) -> Path | None:
+    """``--out`` of a measuring command as a Path, or None (said on stderr) if it is a file."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        print(f"natgrad {command}: --out: {path} is a file; expected a folder", file=sys.stderr)
+        return None
+    return path
+
+
 def _cmd_peers(args) -> int:
     import pandas as pd
 
@@ -390,9 +399,8 @@ def _cmd_peers(args) -> int:
             file=sys.stderr,
         )
         return 2
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        print(f"natgrad peers: --out: {out} is a file; expected a folder", file=sys.stderr)
+    out = _out_folder("peers", args.out)
+    if out is None:
         return 2
     table, skipped, record = run_peers(
         quick=args.quick,
@@ -426,9 +434,8 @@ def _cmd_scaling(args) -> int:
             file=sys.stderr,
         )
         return 2
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        print(f"natgrad scaling: --out: {out} is a file; expected a folder", file=sys.stderr)
+    out = _out_folder("scaling", args.out)
+    if out is None:
         return 2
     table, record = run_scaling(
         quick=args.quick,
