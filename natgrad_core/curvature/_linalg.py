@@ -21,8 +21,10 @@ when it is below ``n · eps · max eigenvalue`` (the tolerance of ``numpy.linalg
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from scipy.linalg import blas, cho_factor, cho_solve, eigh, lapack
+from scipy.linalg import blas, eigh, lapack
 
 from .._typing import Array
 from .._validation import warn_singular
@@ -56,6 +58,25 @@ def eigh_counted(A: Array, counts=None):
     # scipy < 1.13 gives xSYEVD a workspace too small for a 1 x 1 matrix (a binary head's
     # K-FAC output factor), where the plain driver costs nothing anyway
     return eigh(A, driver="evd" if A.shape[0] > 1 else "ev", check_finite=False)
+
+
+@functools.cache
+def _lapack(names: tuple[str, ...], dtype: np.dtype):
+    """LAPACK routines ``names`` for ``dtype``, looked up once (the lookup costs about as
+    much as a Cholesky of a 30 x 30 matrix)."""
+    return lapack.get_lapack_funcs(names, dtype=dtype)
+
+
+def add_to_diagonal(A: Array, v) -> Array:
+    """``A[i, i] += v[i]`` (or a scalar ``v``) in place, for a square C- or F-ordered ``A``
+    (its diagonal is every (n + 1)-th element in either order); returns ``A``."""
+    n = A.shape[0]
+    if A.flags.f_contiguous or A.flags.c_contiguous:
+        flat = A.reshape(-1, order="F" if A.flags.f_contiguous else "C")  # a view
+        flat[:: n + 1] += v
+    else:
+        A[np.diag_indices(n)] += v
+    return A
 
 
 def syrk_t(
@@ -105,6 +126,14 @@ def syrk_t(
 _SYMMETRIZE_BLOCK = 64  # a cache-sized diagonal block: its temporaries stay small
 
 
+@functools.cache
+def _strict_lower(m: int) -> Array:
+    """The strictly lower triangle of an m×m matrix as a boolean mask (read-only)."""
+    mask = np.tri(m, k=-1, dtype=bool)
+    mask.flags.writeable = False
+    return mask
+
+
 def symmetrize_upper(c: Array) -> Array:
     """Copy the upper triangle of the square array ``c`` onto its lower triangle, in place,
     a block of columns at a time (no temporary of the full size); returns ``c``."""
@@ -112,7 +141,8 @@ def symmetrize_upper(c: Array) -> Array:
     for j0 in range(0, n, _SYMMETRIZE_BLOCK):
         j1 = min(n, j0 + _SYMMETRIZE_BLOCK)
         diag = c[j0:j1, j0:j1]
-        diag[...] = np.triu(diag) + np.triu(diag, 1).T
+        # numpy copies the overlapping source first
+        np.copyto(diag, diag.T, where=_strict_lower(j1 - j0))
         c[j1:, j0:j1] = c[j0:j1, j1:].T
     return c
 
@@ -120,7 +150,7 @@ def symmetrize_upper(c: Array) -> Array:
 class SymmetricSolver:
     """Factor a symmetric PSD matrix once; solve many right-hand sides.
 
-    Cholesky first (``cho_factor``); if it fails or LAPACK's ``pocon`` reports a reciprocal
+    Cholesky first (LAPACK ``potrf``); if it fails or LAPACK's ``pocon`` reports a reciprocal
     condition number below ``eps`` of the dtype (singular to working precision, see the
     module doc), a :class:`SingularCurvatureWarning` is issued and the matrix is regularized
     with a jitter ``δ · mean(diag)`` for δ in :func:`jitters` (float64: 1.6e-10, 1.5e-8,
@@ -158,24 +188,25 @@ class SymmetricSolver:
 
     def _try_cholesky(self, A):
         add_flops(self._counts, A.shape[0] ** 3 // 3)
-        try:
-            c, lower = cho_factor(A, lower=False, check_finite=False)
-        except np.linalg.LinAlgError:
+        potrf, pocon = _lapack(("potrf", "pocon"), A.dtype)
+        c, info = potrf(A, lower=0, clean=0)  # the upper factor; the lower triangle is A's
+        if info != 0 or not np.isfinite(c).all():
             return None
-        if not np.all(np.isfinite(c)):
-            return None
-        pocon = lapack.get_lapack_funcs("pocon", (c,))
         rcond, info = pocon(c, np.abs(A).sum(axis=0).max(), uplo="U")
         if info != 0 or rcond < np.finfo(A.dtype).eps:
             return None
-        return c, lower
+        return c
 
     def solve(self, b: Array) -> Array:
         n = b.shape[0]
         n_rhs = 1 if b.ndim == 1 else b.shape[1]
         add_flops(self._counts, (2 if self._chol is not None else 4) * n * n * n_rhs)
         if self._chol is not None:
-            return cho_solve(self._chol, b, check_finite=False)
+            (potrs,) = _lapack(("potrs",), self._chol.dtype)
+            x, info = potrs(self._chol, b, lower=0)
+            if info != 0:  # only for an illegal argument: a bug, not a numerical state
+                raise RuntimeError(f"LAPACK potrs failed with info = {info}.")
+            return x
         Q, inv_w = self._pinv
         qb = Q.T @ b
         return Q @ (inv_w.reshape((-1,) + (1,) * (qb.ndim - 1)) * qb)

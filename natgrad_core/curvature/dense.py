@@ -32,7 +32,8 @@ import numpy as np
 from .._memory import check_memory
 from .._typing import Array, Seed
 from .._validation import check_choice, check_positive_int
-from ._linalg import SymmetricSolver, add_flops, symmetrize_upper, syrk_t
+from ..models.mlp import ROW_BLOCK_BYTES
+from ._linalg import SymmetricSolver, add_flops, add_to_diagonal, symmetrize_upper, syrk_t
 from .base import (
     CurvatureOperator,
     FisherType,
@@ -193,7 +194,9 @@ class DenseFisher(CurvatureOperator):
                 copies=2,
             )
             model = self.objective.model
-            if len(model.layers) == 1 and model.n_outputs > 1:
+            if len(model.layers) == 1 and model.n_outputs == 1:
+                F = self._weighted_gram()
+            elif len(model.layers) == 1:
                 # the n_factors columns are pulled back through the one layer inside the
                 # class-block build (counted there in flops), never through ``backward``
                 self.objective.counts.n_backprop += self.n_rows // self.objective.n_samples
@@ -206,17 +209,42 @@ class DenseFisher(CurvatureOperator):
                 F *= self._s
             else:
                 F = self._syrk_per_example_grads()
-            F[np.diag_indices_from(F)] += self._penalty_diag()
+            add_to_diagonal(F, self._penalty_diag())
             self._matrix = F
         return self._matrix
+
+    def _weighted_gram(self) -> Array:
+        """``s · X̄ᵀ diag(w) X̄`` for a one-layer, one-output model (binary logistic
+        regression, a single linear regression): its per-example gradients are
+        ``U[m, n] · x̄ₙ``, so ``F = s Σₙ wₙ x̄ₙ x̄ₙᵀ`` with ``wₙ = Σₘ U[m, n]²`` (exact: the
+        1×1 ``Λ(zₙ)``, no factor needed). One syrk of ``√w · X̄`` over row blocks of
+        :data:`~natgrad_core.models.mlp.ROW_BLOCK_BYTES`, each weighted into one reusable
+        C-ordered buffer: the same layout as ``X̄``, so the weighting streams through
+        memory, and syrk reads the buffer as its F-ordered transpose (no copy)."""
+        Xb, counts = self.cache.inputs[0], self.objective.counts
+        n, p = Xb.shape
+        counts.n_backprop += self.n_rows // n  # the factors reach X̄ with no propagation
+        if self.fisher_type is FisherType.EXACT:
+            head = self.objective.model.head
+            w = head.lam_operator(self.cache.outputs)(np.ones((n, 1), dtype=self.dtype))[:, 0]
+        else:
+            w = np.einsum("mn,mn->n", self.U[..., 0], self.U[..., 0])
+        root = np.sqrt(w)
+        F = np.zeros(self.shape, dtype=self.dtype, order="F")
+        step = min(n, max(1, ROW_BLOCK_BYTES // (p * self.dtype.itemsize)))
+        buffer = np.empty((step, p), dtype=self.dtype)
+        for start in range(0, n, step):
+            S = buffer[: min(step, n - start)]
+            np.multiply(Xb[start : start + step], root[start : start + step, None], out=S)
+            add_flops(counts, S.size)  # one multiply per entry of S
+            syrk_t(S, out=F, alpha=self._s, counts=counts, symmetrize=False)
+        return symmetrize_upper(F)
 
     def _syrk_per_example_grads(self) -> Array:
         """``s · SᵀS`` with the rows of S (per-example gradients of every factor column)
         written chunk by chunk into one reusable F-ordered buffer (BLAS's own layout: its
         syrk runs fastest on it) and accumulated by syrk into the upper triangle of an
-        F-ordered matrix, symmetrized once: no copy of S and no temporary of size P². For a
-        one-output model (binary logistic regression) S is ``√w · X̄``: one pass of
-        weights and one syrk."""
+        F-ordered matrix, symmetrized once: no copy of S and no temporary of size P²."""
         m, n, p = self.U.shape[0], self.objective.n_samples, self.n_params
         counts = self.objective.counts
         F = np.zeros(self.shape, dtype=self.dtype, order="F")
@@ -287,7 +315,7 @@ class DenseFisher(CurvatureOperator):
         return self._penalty_diag() + damping
 
     def _choose(self, damping: float) -> str:
-        if self.method == "parameter":
+        if self.method == "parameter" or (self.method == "auto" and self.n_rows >= self.n_params):
             return "parameter"
         feasible = bool(np.all(self._E(damping) > 0))
         if self.method == "sample":
@@ -297,7 +325,7 @@ class DenseFisher(CurvatureOperator):
                     f"alpha > 0 and fit_intercept=False; got damping={damping}, l2={self.l2}."
                 )
             return "sample"
-        return "sample" if feasible and self.n_rows < self.n_params else "parameter"
+        return "sample" if feasible else "parameter"
 
     def solve_method(self, damping: float = 0.0) -> str:
         """Which algebra :meth:`solve` will use for this damping: "parameter" or "sample"."""
@@ -307,8 +335,7 @@ class DenseFisher(CurvatureOperator):
         key = (method, damping)
         if key not in self._solvers:
             if method == "parameter":
-                A = self.matrix().copy()
-                A[np.diag_indices_from(A)] += damping
+                A = add_to_diagonal(self.matrix().copy(order="K"), damping)
             else:
                 A = self._gram(self._E(damping))
             self._solvers[key] = SymmetricSolver(A, self.objective.counts, "Fisher")

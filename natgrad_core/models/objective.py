@@ -14,6 +14,7 @@ diagonal matrix ``l2 · mask`` with ``l2 = α / N_total``.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -61,6 +62,17 @@ class OracleCounts:
     def as_dict(self) -> dict:
         # not dataclasses.asdict: it deep-copies, and the driver asks once per history row
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+def _same(key: Array | None, theta) -> bool:
+    """Whether the memo key ``key`` (an array, or None for no memo) equals ``theta`` entry
+    by entry: ``np.array_equal`` without its conversions, asked several times a step."""
+    if key is None:
+        return False
+    if key is theta:
+        return True
+    theta = np.asarray(theta)
+    return key.shape == theta.shape and bool((key == theta).all())
 
 
 class Evaluation(NamedTuple):
@@ -169,6 +181,12 @@ class Objective:
     def weight_mask(self) -> Array:
         return self._mask
 
+    @functools.cached_property
+    def _forward_share(self) -> float:
+        """The forward pass's share of a gradient evaluation's flops on this data."""
+        flops = self.model.pass_flops(self.n_samples)
+        return flops.forward / flops.gradient
+
     def clear_cache(self) -> None:
         """Forget the memoized forward pass and evaluation (the next one recomputes both)."""
         self._cached_theta = None
@@ -181,7 +199,7 @@ class Objective:
         """The memoized :class:`Evaluation` if the last one was at ``theta``, else None;
         free, neither counted nor charged."""
         memo = self._memo
-        return memo if memo is not None and np.array_equal(memo.theta, theta) else None
+        return memo if memo is not None and _same(memo.theta, theta) else None
 
     def take_charged_seconds(self) -> float:
         """Seconds charged since the last call (see the class doc), and reset them."""
@@ -190,27 +208,27 @@ class Objective:
 
     def _owe(self, theta: Array, part: int, seconds: float) -> None:
         """Record ``seconds`` of uncounted work at ``theta`` (part 0: forward, 1: backward)."""
-        if self._owed_theta is None or not np.array_equal(self._owed_theta, theta):
+        if not _same(self._owed_theta, theta):
             self._owed_theta, self._owed = theta, [0.0, 0.0]
         self._owed[part] = seconds
 
     def _pay(self, theta: Array, parts, charge: bool = True) -> None:
         """Settle the owed ``parts`` at ``theta``: charge them (a counted call reuses the
         work) or, with ``charge=False``, forget them (a counted call recomputed it)."""
-        if self._owed_theta is not None and np.array_equal(self._owed_theta, theta):
+        if _same(self._owed_theta, theta):
             for part in parts:
                 if charge:
                     self.charged_seconds += self._owed[part]
                 self._owed[part] = 0.0
 
     def _has_forward(self, theta: Array) -> bool:
-        return self._cached_theta is not None and np.array_equal(self._cached_theta, theta)
+        return _same(self._cached_theta, theta)
 
     def _forward(self, theta: Array, count: bool):
         """(forward cache, seconds spent computing it now: 0 when memoized)."""
         if self._has_forward(theta):
             if count:
-                self._pay(theta, (0,))
+                self._pay(self._cached_theta, (0,))  # the key itself: an identity check
             return self._cached_forward, 0.0
         start = time.perf_counter()
         self._cached_forward = self.model.forward(theta, self._X_bar, augmented=True)
@@ -245,7 +263,7 @@ class Objective:
         memo = self.evaluation_at(theta)
         if memo is not None:
             if count:
-                self._pay(theta, (0, 1))
+                self._pay(memo.theta, (0, 1))
             return memo.loss, memo.grad.copy()
         if not self._has_forward(theta) and len(self.model.layers) == 1:
             # a linear model's fused pass (MLP.loss_and_vjp) reads X once for forward and
@@ -254,8 +272,7 @@ class Objective:
             cache, loss, grad = self._loss_and_grad(theta, None)
             seconds = time.perf_counter() - start
             self._cached_forward, self._cached_theta = cache, np.array(theta, copy=True)
-            flops = self.model.pass_flops(self.n_samples)
-            forward_seconds = seconds * flops.forward / flops.gradient
+            forward_seconds = seconds * self._forward_share
             backward_seconds = seconds - forward_seconds
             if count:
                 self._pay(self._cached_theta, (0,), charge=False)

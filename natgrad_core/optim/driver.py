@@ -80,7 +80,9 @@ class Result:
     counts : final oracle counts (see :class:`~natgrad_core.models.OracleCounts`)
     history : one row per recorded iteration (0 = start; every ``record_every``-th and the
               last): iteration, time, loss, grad_norm,
-              step_size, damping, status, the oracle counts so far, and callback columns
+              step_size, damping, status, the oracle counts so far, and callback columns;
+              a DataFrame built from the recorded rows when first read (building it costs
+              about as much as a whole small fit, so a caller who never reads it never pays)
     blas_threads : the largest thread count of any BLAS or OpenMP pool, read inside the
                    run (after ``minimize``'s ``blas_threads`` limit took effect)
     """
@@ -93,8 +95,14 @@ class Result:
     grad_norm: float
     time: float
     counts: dict
-    history: pd.DataFrame = field(repr=False)
+    _history: list[dict] | pd.DataFrame = field(repr=False, compare=False)
     blas_threads: int
+
+    @property
+    def history(self) -> pd.DataFrame:
+        if not isinstance(self._history, pd.DataFrame):
+            self._history = pd.DataFrame(self._history)
+        return self._history
 
     @property
     def success(self) -> bool:
@@ -144,7 +152,7 @@ class _Run:
             iteration % self.record_every == 0
             or iteration >= self.max_iter
             or (self.time_limit is not None and self.clock.total >= self.time_limit)
-            or not np.all(np.isfinite(theta))
+            or not np.isfinite(theta).all()
         )
         if not due:
             free = self.objective.evaluation_at(theta)
@@ -154,8 +162,12 @@ class _Run:
         return bool(due) and self.record(theta, iteration, info)
 
     def record(self, theta, iteration, info: StepInfo | None):
-        with np.errstate(all="ignore"):
-            loss, grad = self.objective.loss_and_grad(theta, count=False)
+        free = self.objective.evaluation_at(theta)  # read, not copied: no call needed
+        if free is not None:
+            loss, grad = free.loss, free.grad
+        else:
+            with np.errstate(all="ignore"):
+                loss, grad = self.objective.loss_and_grad(theta, count=False)
         grad_norm = _max_abs(grad)
         row = {
             "iteration": iteration,
@@ -189,7 +201,7 @@ class _Run:
 
     def _verdict(self, theta, iteration, loss, grad_norm) -> tuple[str, str] | None:
         """(status, message) if the run ends at this evaluation, else None."""
-        if not (np.isfinite(loss) and np.all(np.isfinite(theta))):
+        if not (np.isfinite(loss) and np.isfinite(theta).all()):
             return "diverged", f"Non-finite loss or parameters at iteration {iteration}."
         if loss > self.divergence_factor * (abs(self.loss0) + 1.0):
             return (
@@ -207,8 +219,9 @@ class _Run:
 
 
 def _max_abs(grad) -> float:
-    """‖grad‖_∞, or inf when it is not finite."""
-    return float(np.max(np.abs(grad))) if np.all(np.isfinite(grad)) else np.inf
+    """‖grad‖_∞, or inf when it is not finite (a NaN entry makes the max NaN)."""
+    norm = float(np.abs(grad).max())
+    return norm if np.isfinite(norm) else np.inf
 
 
 def _batches(n_samples, batch_size, rng):
@@ -318,7 +331,7 @@ def minimize(
         grad_norm=float(last["grad_norm"]),
         time=run.clock.total,
         counts=objective.counts.as_dict(),
-        history=pd.DataFrame(run.rows),
+        _history=run.rows,
         blas_threads=threads,
     )
 

@@ -216,7 +216,8 @@ class NaturalGradient(Optimizer):
         return rtol, (grad_norm, rtol)
 
     def _precondition(self, objective, theta, grad, damping, state, cg_rtol=None):
-        rng_seed = np.random.SeedSequence([state.seed, state.count])
+        random = self.fisher is not FisherType.EXACT or self.curvature in ("kfac", "ekfac")
+        rng_seed = np.random.SeedSequence([state.seed, state.count]) if random else None
         factors, operator, cg_x = state.factors, state.operator, state.cg_x
         if self.curvature == "exact":
             op = DenseFisher(

@@ -74,16 +74,21 @@ class StepContext:
 def exact_products(objective, theta, known=None):
     """(C v, F v) closures on the batch with exact Fisher-vector products (counted): the
     curvature with and without the L2 term. ``known = (d, C d)``, if given, answers a
-    product with that very array ``d`` without computing (or counting) it."""
-    op = ImplicitFisher(objective, theta, "exact")
-    l2 = op._penalty_diag()
+    product with that very array ``d`` without computing (or counting) it. The operator is
+    built at the first product it must compute (none, when ``known`` answers them all)."""
+    ops: list = []
+
+    def operator():
+        if not ops:
+            ops.append(ImplicitFisher(objective, theta, "exact"))
+        return ops[0]
 
     def fvp(v):
         if known is not None and v is known[0]:
             return known[1].copy()
-        return op._matvec(v)
+        return operator()._matvec(v)
 
-    return fvp, lambda v: fvp(v) - l2 * v
+    return fvp, lambda v: fvp(v) - objective.l2 * (objective.weight_mask * v)
 
 
 def take_step(
@@ -231,7 +236,7 @@ class LevenbergMarquardt(StepRule):
             lam *= self.decay
         elif rho < 0.25:
             lam /= self.decay
-        return rho, LMState(float(np.clip(lam, self.min_damping, self.max_damping)))
+        return rho, LMState(float(min(max(lam, self.min_damping), self.max_damping)))
 
     def __call__(self, ctx, state):
         delta = ctx.direction

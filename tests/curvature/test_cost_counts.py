@@ -82,8 +82,9 @@ def test_one_curvature_build_backprops_each_output_column_once(
     expected = _expected_columns(model, fisher_type)
     assert obj.counts.n_backprop == expected
     one_layer_dense = builder == "dense-parameter" and len(model.layers) == 1
-    if one_layer_dense and model.n_outputs > 1:
-        # the class-block build pulls the factor columns back inside one GEMM
+    if one_layer_dense:
+        # the class-block build pulls the factor columns back inside one GEMM, the
+        # one-output build weights the rows of X̄ by them: no backward pass
         assert backward_spy == []
     else:
         assert backward_spy == [expected]

@@ -106,6 +106,39 @@ def test_chunked_matrix_assembly_equals_single_chunk(monkeypatch):
     np.testing.assert_allclose(chunked, full, atol=TIGHT)
 
 
+ONE_OUTPUT_LINEAR = {
+    "binary logistic": lambda: LogisticModel(4, 2),
+    "binary logistic, no intercept": lambda: LogisticModel(4, 2, fit_intercept=False),
+    "linear regression": lambda: MLP(4, 1, (), "tanh", "gaussian"),
+}
+
+
+@pytest.mark.parametrize("fisher_type", FISHER_TYPES)
+@pytest.mark.parametrize("row_block_bytes", [None, 3 * 5 * 8])
+@pytest.mark.parametrize("name", sorted(ONE_OUTPUT_LINEAR))
+def test_one_output_linear_fisher_matches_explicit_sum(
+    monkeypatch, name, row_block_bytes, fisher_type
+):
+    """The one-syrk build of √w·X̄ (in row blocks of 3 rows when forced) against the sum
+    over samples of Jₙᵀ (Σₘ uₘₙ uₘₙᵀ) Jₙ with finite-difference Jacobians, the factors u
+    drawn with the same seed."""
+    model = ONE_OUTPUT_LINEAR[name]()
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((10, 4))
+    y = rng.integers(0, 2, 10) if model.head.name == "sigmoid" else rng.standard_normal(10)
+    theta = rng.standard_normal(model.n_params)
+    obj = Objective(model, X, y, alpha=ALPHA)
+    if row_block_bytes is not None:
+        monkeypatch.setattr(dense_module, "ROW_BLOCK_BYTES", row_block_bytes)
+    C = _fisher(obj, theta, fisher_type).to_dense()
+    U = output_factors(obj, theta, fisher_type, 3, MC_SEED)
+    Lam = np.einsum("mni,mnj->nij", U, U)
+    reference = dense_reference_fisher(model, theta, X, Lam)
+    reference += np.diag(obj.l2 * obj.weight_mask)
+    np.testing.assert_allclose(C, reference, rtol=RTOL, atol=ATOL)
+    assert obj.counts.n_backprop == U.shape[0]
+
+
 # ----------------------------------------------------------------------------- class blocks
 def _class_block_reference(Xb, Lam):
     _, r = Xb.shape

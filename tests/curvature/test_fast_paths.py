@@ -21,7 +21,7 @@ from natgrad_core.curvature import (
     kfac_factors,
     softmax_class_block_fisher,
 )
-from natgrad_core.curvature._linalg import symmetrize_upper, syrk_t
+from natgrad_core.curvature._linalg import add_to_diagonal, symmetrize_upper, syrk_t
 from natgrad_core.curvature.base import layer_statistics
 from natgrad_core.models import MLP, LogisticModel, Objective
 from natgrad_core.optim import make_optimizer, minimize
@@ -311,3 +311,15 @@ def test_matrix_free_fisher_computes_the_output_probabilities_once(head, depends
         v = np.random.default_rng(seed).standard_normal(model.n_params)
         np.testing.assert_allclose(op @ v, F @ v, rtol=RTOL, atol=ATOL)
     assert calls == []
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_add_to_diagonal_adds_in_place_in_every_layout(layout):
+    base = np.arange(36.0).reshape(6, 6)
+    A = {"C": base.copy(), "F": np.asfortranarray(base), "strided": np.zeros((12, 6))[::2]}[layout]
+    if layout == "strided":
+        A[...] = base
+    v = np.arange(1.0, 7.0)
+    out = add_to_diagonal(A, v)
+    assert out is A
+    np.testing.assert_array_equal(A, base + np.diag(v))
