@@ -245,16 +245,17 @@ class Objective:
         charges an uncounted forward pass it reuses)."""
         return self._forward(theta, count=True)[0]
 
-    def _penalty(self, theta):
+    def _penalty(self, theta, grad: bool = True):
+        """(l2/2 ‖mask·θ‖², its gradient l2·mask·θ, or None without ``grad``)."""
         w = theta * self._mask
-        return 0.5 * self.l2 * float(w @ w), self.l2 * w
+        return 0.5 * self.l2 * float(w @ w), (self.l2 * w if grad else None)
 
     def loss(self, theta: Array, count: bool = True) -> float:
         """L(θ); counted as one loss evaluation unless ``count=False``."""
         if count:
             self.counts.n_loss += 1
         z = self._forward(theta, count)[0].outputs
-        return float(np.mean(self.model.head.nll(z, self.Y))) + self._penalty(theta)[0]
+        return float(np.mean(self.model.head.nll(z, self.Y))) + self._penalty(theta, grad=False)[0]
 
     def loss_and_grad(self, theta: Array, count: bool = True) -> tuple[float, Array]:
         """(L(θ), ∇L(θ)); counted as one gradient evaluation unless ``count=False``."""

@@ -160,8 +160,15 @@ class NaturalGradient(Optimizer):
         self.random_state = random_state
         self.name = f"ngd-{self.curvature}"
 
+    @property
+    def _random(self) -> bool:
+        """Whether a step draws random numbers (Monte-Carlo labels, K-FAC statistics)."""
+        return self.fisher is not FisherType.EXACT or self.curvature in ("kfac", "ekfac")
+
     def init(self, objective, theta) -> NGState:
-        seed = int(np.random.default_rng(self.random_state).integers(2**63 - 1))
+        # the seed of every step's draws (none are drawn by a deterministic curvature)
+        rng = np.random.default_rng(self.random_state) if self._random else None
+        seed = 0 if rng is None else int(rng.integers(2**63 - 1))
         return NGState(0, self.step_rule.init(self.damping), None, None, None, seed)
 
     # ------------------------------------------------------------------ curvature
@@ -216,8 +223,7 @@ class NaturalGradient(Optimizer):
         return rtol, (grad_norm, rtol)
 
     def _precondition(self, objective, theta, grad, damping, state, cg_rtol=None):
-        random = self.fisher is not FisherType.EXACT or self.curvature in ("kfac", "ekfac")
-        rng_seed = np.random.SeedSequence([state.seed, state.count]) if random else None
+        rng_seed = np.random.SeedSequence([state.seed, state.count]) if self._random else None
         factors, operator, cg_x = state.factors, state.operator, state.cg_x
         if self.curvature == "exact":
             op = DenseFisher(

@@ -58,6 +58,7 @@ recommended forcing sequence (under which ``cg_rtol`` is only a floor). ``step="
 
 from __future__ import annotations
 
+import functools
 import inspect
 import numbers
 from enum import Enum
@@ -116,8 +117,13 @@ def _constructor(solver: str):
     return _BASELINES[solver]
 
 
+@functools.cache
+def _signature_names(cls) -> tuple[str, ...]:
+    return tuple(name for name in inspect.signature(cls.__init__).parameters if name != "self")
+
+
 def _parameter_names(cls) -> list[str]:
-    return [name for name in inspect.signature(cls.__init__).parameters if name != "self"]
+    return list(_signature_names(cls))
 
 
 def recommended_params(solver: str, **params) -> dict:

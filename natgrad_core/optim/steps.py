@@ -222,7 +222,7 @@ class LevenbergMarquardt(StepRule):
         self.max_damping = check_positive(max_damping, "max_damping")
 
     def init(self, damping):
-        return LMState(float(np.clip(damping, self.min_damping, self.max_damping)))
+        return LMState(float(min(max(damping, self.min_damping), self.max_damping)))
 
     def damping(self, state, default):
         return state.damping
