@@ -250,10 +250,25 @@ class Objective:
         w = theta * self._mask
         return 0.5 * self.l2 * float(w @ w), (self.l2 * w if grad else None)
 
-    def loss(self, theta: Array, count: bool = True) -> float:
-        """L(θ); counted as one loss evaluation unless ``count=False``."""
+    def loss(self, theta: Array, count: bool = True, prefetch_grad: bool = False) -> float:
+        """L(θ); counted as one loss evaluation unless ``count=False``.
+
+        ``prefetch_grad``: for a one-layer (generalized linear) model whose forward pass at
+        θ is not known yet, run the fused pass of :meth:`loss_and_grad` instead and keep
+        ∇L(θ) in the memo, for a caller that usually needs it next (a trial point that is
+        usually accepted). That pass reads X once, as the forward pass alone does, so on
+        data that do not fit in cache it costs about the same; the gradient is counted
+        when a :meth:`loss_and_grad` at θ asks for it.
+        """
         if count:
             self.counts.n_loss += 1
+        memo = self.evaluation_at(theta)
+        if memo is not None:
+            if count:
+                self._pay(memo.theta, (0,))
+            return memo.loss
+        if prefetch_grad and len(self.model.layers) == 1 and not self._has_forward(theta):
+            return self._evaluate(theta, count)[0]
         z = self._forward(theta, count)[0].outputs
         return float(np.mean(self.model.head.nll(z, self.Y))) + self._penalty(theta, grad=False)[0]
 
@@ -266,6 +281,10 @@ class Objective:
             if count:
                 self._pay(memo.theta, (0, 1))
             return memo.loss, memo.grad.copy()
+        return self._evaluate(theta, count)
+
+    def _evaluate(self, theta: Array, count: bool) -> tuple[float, Array]:
+        """Compute (L(θ), ∇L(θ)) and memoize it (the memo missed); ``count`` as the caller's."""
         if not self._has_forward(theta) and len(self.model.layers) == 1:
             # a linear model's fused pass (MLP.loss_and_vjp) reads X once for forward and
             # backward, so they are timed together and split in proportion to their flops

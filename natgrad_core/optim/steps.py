@@ -240,7 +240,8 @@ class LevenbergMarquardt(StepRule):
 
     def __call__(self, ctx, state):
         delta = ctx.direction
-        new_loss = ctx.objective.loss(ctx.theta + delta)
+        # a step is usually accepted, and the next one starts with ∇L at θ + δ
+        new_loss = ctx.objective.loss(ctx.theta + delta, prefetch_grad=True)
         rho, new_state = self.update(ctx, state, delta, new_loss)
         if not (np.isfinite(new_loss) and rho > 0):
             return (

@@ -233,14 +233,31 @@ def test_lbfgs_converges_between_records_on_its_free_gradient():
     assert rare.grad_norm <= 1e-8
 
 
-def test_step_optimizer_convergence_is_noticed_at_the_next_record():
-    model, X, y = logistic_problem()
-    kwargs = {"alpha": ALPHA, "tol": 1e-3, "max_iter": 500}
-    every = minimize(model, X, y, make_optimizer("exact"), **kwargs)
-    rare = minimize(model, X, y, make_optimizer("exact"), record_every=4, **kwargs)
+@pytest.mark.parametrize(
+    ("problem", "step", "free"),
+    [
+        # the MLP's trial point is a forward pass only: ∇L at θ comes with the next step
+        (mlp_problem, "lm", False),
+        # a linear model's trial point runs the fused pass (prefetch_grad): ∇L at θ is free
+        (logistic_problem, "lm", True),
+        # fixed steps evaluate nothing at the new θ
+        (logistic_problem, "fixed", False),
+    ],
+)
+def test_step_optimizer_convergence_is_noticed_when_its_gradient_is_known(problem, step, free):
+    model, X, y = problem()
+    kwargs = {"alpha": ALPHA, "tol": 1e-3, "max_iter": 500, "random_state": 0}
+    every = minimize(model, X, y, make_optimizer("exact", step=step), **kwargs)
+    rare = minimize(model, X, y, make_optimizer("exact", step=step), record_every=4, **kwargs)
     assert every.status == rare.status == "converged"
-    assert rare.n_iter == 4 * -(-every.n_iter // 4)
-    assert list(rare.history["iteration"]) == list(range(0, rare.n_iter + 1, 4))
+    assert every.n_iter % 4 != 0  # else both ends coincide and the test shows nothing
+    if free:
+        assert rare.n_iter == every.n_iter
+        expected = [*range(0, rare.n_iter, 4), rare.n_iter]
+    else:
+        assert rare.n_iter == 4 * -(-every.n_iter // 4)
+        expected = list(range(0, rare.n_iter + 1, 4))
+    assert list(rare.history["iteration"]) == expected
 
 
 @pytest.mark.parametrize(
@@ -303,3 +320,27 @@ def test_levenberg_marquardt_takes_c_d_from_the_solve(solver):
         new_loss = Objective(model, X, y, ALPHA).loss(iterates[k], count=False)
         rho = (new_loss - loss) / (grad @ delta + 0.5 * delta @ C @ delta)
         assert h["rho"].iloc[k] == pytest.approx(rho, rel=1e-6)
+
+
+@pytest.mark.parametrize("problem", [logistic_problem, mlp_problem])
+def test_a_prefetched_gradient_is_one_pass_counted_when_asked_for(problem, monkeypatch):
+    """``loss(θ, prefetch_grad=True)`` on a linear model is one fused pass (a forward and
+    a reverse pass, counted as one loss) whose gradient the next ``loss_and_grad(θ)`` takes
+    from the memo (counted as one gradient, no pass); an MLP's is a plain forward pass."""
+    model, X, y = problem()
+    theta = model.init_params(0) + 0.1
+    fresh = Objective(model, X, y, ALPHA)
+    expected_loss, expected_grad = fresh.loss_and_grad(theta)
+    plain_loss = Objective(model, X, y, ALPHA).loss(theta)  # the forward pass alone
+    objective = Objective(model, X, y, ALPHA)
+    work = Work(monkeypatch)
+    loss = objective.loss(theta, prefetch_grad=True)
+    linear = len(model.layers) == 1
+    assert (work.forward, work.vjp) == ((1, 1) if linear else (1, 0))
+    loss_again, grad = objective.loss_and_grad(theta)
+    assert (work.forward, work.vjp) == (1, 1)
+    assert loss == loss_again == expected_loss == plain_loss  # bit-equal, as line searches need
+    np.testing.assert_array_equal(grad, expected_grad)
+    assert objective.counts.n_loss == objective.counts.n_grad == 1
+    # the pass ran inside the caller's (counted) call: nothing is left to charge
+    assert objective.take_charged_seconds() == 0.0
