@@ -182,6 +182,28 @@ class ImplicitFisher(CurvatureOperator):
             self._penalty * v
         )
 
+    def gram(self, V) -> Array:
+        """``Vᵀ C V`` for the columns of V, shape (n_params, m) → (m, m).
+
+        ``vᵢᵀ C vⱼ = s Σₙ (Jₙvᵢ)ᵀ Λ̃ₙ (Jₙvⱼ) + l2 vᵢᵀ(mask ⊙ vⱼ)`` needs only the
+        forward-mode passes ``J vᵢ``, no reverse pass: the curvature quadratic forms of
+        K-FAC's step (Martens & Grosse 2015, §7). A product costs a forward-mode and a
+        reverse pass, so m forward-mode passes are counted as ``⌈m / 2⌉`` in ``n_fvp``.
+        """
+        V = self._check_vector(V, "V")
+        V = V[:, None] if V.ndim == 1 else V
+        m = V.shape[1]
+        self.objective.counts.n_fvp += -(-m // 2)
+        model = self.objective.model
+        JV = [model.jvp(self.theta, self.cache, v) for v in V.T]
+        out = (V.T * self._penalty) @ V
+        for i, Jv in enumerate(JV):
+            CJv = self._output_product(Jv)
+            for j in range(i, m):
+                out[i, j] += self._s * np.vdot(JV[j], CJv)
+                out[j, i] = out[i, j]
+        return out
+
     def _solve(self, v, damping, x0=None):
         if v.ndim == 2:
             starts = [None] * v.shape[1] if x0 is None else list(x0.T)

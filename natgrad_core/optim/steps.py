@@ -59,7 +59,9 @@ __all__ = [
 @dataclass
 class StepContext:
     """What a step rule may look at. ``fvp(v)`` = C v (exact Fisher + L2), counted;
-    ``fisher_vp(v)`` = F v without the L2 term (for KL), counted."""
+    ``fisher_vp(v)`` = F v without the L2 term (for KL), counted; ``gram(V)`` = VᵀCV for
+    the columns of V from forward-mode passes alone
+    (:meth:`~natgrad_core.curvature.ImplicitFisher.gram`), counted."""
 
     objective: Any
     theta: Array
@@ -69,6 +71,7 @@ class StepContext:
     damping: float
     fvp: Callable[[Array], Array]
     fisher_vp: Callable[[Array], Array]
+    gram: Callable[[Array], Array] | None = None
 
 
 def exact_products(objective, theta, known=None):
@@ -100,11 +103,12 @@ def take_step(
     when the curvature was fine. ``product`` is C·direction (exact Fisher plus L2) when the
     caller already has it from its solve, sparing the rule one Fisher-vector product.
     """
-    fvp = fisher_vp = None
+    fvp = fisher_vp = gram = None
     if rule.needs_curvature:
         known = None if product is None else (direction, product)
         fvp, fisher_vp = exact_products(objective, theta, known)
-    ctx = StepContext(objective, theta, loss, grad, direction, damping, fvp, fisher_vp)
+        gram = ImplicitFisher(objective, theta, "exact").gram
+    ctx = StepContext(objective, theta, loss, grad, direction, damping, fvp, fisher_vp, gram)
     delta, rule_state, extra = rule(ctx, rule_state)
     rule_status = extra.pop("step_status", "ok")
     step_size = float(extra.pop("step_size", 1.0))
@@ -227,9 +231,12 @@ class LevenbergMarquardt(StepRule):
     def damping(self, state, default):
         return state.damping
 
-    def update(self, ctx, state, delta, new_loss):
-        """ρ and the new damping for a proposed ``delta`` with loss ``new_loss``."""
-        model_change = float(ctx.grad @ delta + 0.5 * delta @ ctx.fvp(delta))
+    def update(self, ctx, state, delta, new_loss, curvature=None):
+        """ρ and the new damping for a proposed ``delta`` with loss ``new_loss``;
+        ``curvature`` is δᵀCδ when the caller already knows it (else one product)."""
+        if curvature is None:
+            curvature = float(delta @ ctx.fvp(delta))
+        model_change = float(ctx.grad @ delta + 0.5 * curvature)
         rho = (new_loss - ctx.loss) / model_change if model_change < 0 else -np.inf
         lam = state.damping
         if rho > 0.75:
@@ -282,26 +289,27 @@ class QuadraticModel(StepRule):
 
     def __call__(self, ctx, state):
         d, g, lam = ctx.direction, ctx.grad, state.damping
-        Cd = ctx.fvp(d) + lam * d
         prev = state.previous if self.momentum else None
-        if prev is None or not np.any(prev):
-            dCd = float(d @ Cd)
-            alpha = -float(g @ d) / dCd if dCd > 0 else 0.0
-            mu = 0.0
-        else:
-            Cp = ctx.fvp(prev) + lam * prev
-            M = np.array([[d @ Cd, d @ Cp], [prev @ Cd, prev @ Cp]], dtype=np.float64)
-            b = -np.array([g @ d, g @ prev], dtype=np.float64)
+        prev = prev if prev is not None and np.any(prev) else None
+        V = d[:, None] if prev is None else np.column_stack([d, prev])
+        C = ctx.gram(V)  # [[dᵀCd, dᵀCδ₀], [δ₀ᵀCd, δ₀ᵀCδ₀]]: two forward-mode passes
+        M = C + lam * (V.T @ V)
+        b = -(V.T @ g)
+        alpha, mu = (b[0] / M[0, 0] if M[0, 0] > 0 else 0.0), 0.0
+        if prev is not None:
             try:
                 alpha, mu = np.linalg.solve(M, b)
             except np.linalg.LinAlgError:
-                alpha, mu = (-float(g @ d) / float(d @ Cd), 0.0) if d @ Cd > 0 else (0.0, 0.0)
-        delta = alpha * d + (mu * prev if prev is not None and mu != 0.0 else 0.0)
+                pass
+        coef = np.array([alpha, mu][: V.shape[1]])
+        delta = alpha * d + (mu * prev if mu != 0.0 else 0.0)
         info = {"step_size": float(alpha), "momentum": float(mu)}
         if not self.adapt_damping:
             return delta, QMState(lam, delta), info
         new_loss = ctx.objective.loss(ctx.theta + delta)
-        rho, lm_state = self._lm.update(ctx, LMState(lam), delta, new_loss)
+        rho, lm_state = self._lm.update(
+            ctx, LMState(lam), delta, new_loss, curvature=float(coef @ C @ coef)
+        )
         info["rho"] = rho
         if not (np.isfinite(new_loss) and rho > 0):
             info["step_status"] = "rejected"
