@@ -34,7 +34,8 @@ class OracleCounts:
 
     n_loss : loss-only evaluations (forward passes, e.g. in a line search).
     n_grad : loss-and-gradient evaluations (forward + backward).
-    n_fvp : Fisher-vector products (one forward-mode + one backward pass each).
+    n_fvp : Fisher-vector products (one forward-mode + one backward pass each); quadratic
+        forms from forward-mode passes alone count ⌈passes / 2⌉ (``ImplicitFisher.gram``).
     n_cg_iter : conjugate-gradient iterations.
     n_factorizations : dense factorizations (Cholesky, eigendecompositions, K-FAC inverses).
     n_backprop : output-space columns pulled back to the parameters over the batch while

@@ -24,8 +24,12 @@ lm           Levenberg–Marquardt damping (Martens 2010 §4.1; Martens & Grosse
 quadratic    K-FAC's quadratic-model learning rate and momentum (Martens & Grosse 2015 §7):
              δ = α d + μ δ_prev with (α, μ) minimizing M(δ) + ½ λ‖δ‖², i.e. solving
              [[dᵀĈd, dᵀĈδ₀], [δ₀ᵀĈd, δ₀ᵀĈδ₀]] [α, μ]ᵀ = −[∇Lᵀd, ∇Lᵀδ₀]ᵀ,  Ĉ = C + λI,
-             with exact FVPs; combined with the Levenberg–Marquardt rule for λ by default,
-             with ω = (19/20)^5 (Martens & Grosse's T₁ = 5 applied every step).
+             with the exact curvature; combined with the Levenberg–Marquardt rule for λ by
+             default, with ω = (19/20)^5 (Martens & Grosse's T₁ = 5 applied every step).
+             The system needs only the quadratic forms of C on span{d, δ₀}, which the two
+             forward-mode passes J d and J δ₀ give (``ctx.gram``; no reverse pass), and
+             the ratio's δᵀCδ is [α, μ] (VᵀCV) [α, μ]ᵀ from the same 2×2 Gram: a step
+             costs one gradient, one loss and two forward-mode passes, not three products.
 """
 
 from __future__ import annotations
@@ -265,7 +269,7 @@ class QMState(NamedTuple):
 
 
 class QuadraticModel(StepRule):
-    """K-FAC's (α, μ) from the 2×2 quadratic model with exact FVPs (see module doc)."""
+    """K-FAC's (α, μ) from the 2×2 quadratic model with the exact curvature (module doc)."""
 
     name = "quadratic"
     adapts_damping = True

@@ -384,6 +384,15 @@ def test_mlp_fit_row_reaches_the_target_and_refuses_a_miss(quick_rows):
     assert not row.check(result, fitted)[0]
 
 
+def test_mlp_fit_label_is_the_call_that_ran():
+    """The row's ``ours`` spells out :data:`peers.PEER_KFAC` as a runnable call."""
+    build = peers.ours_workloads(quick=True)["MLP fit to MLPClassifier's loss, digits"]
+    name = build().name
+    args = name[name.index("make_optimizer(") + len("make_optimizer(") : name.index("))")]
+    (solver,), keywords = eval(f"(lambda *a, **k: (a, k))({args})")
+    assert {"solver": solver, **keywords} == peers.PEER_KFAC
+
+
 def test_rows_are_the_workloads():
     """The table's rows are ours_workloads, in the same order, with the same work."""
     rows, skipped = peers.comparisons(quick=True)
