@@ -90,7 +90,9 @@ class NaturalGradient(Optimizer):
     ema_decay : float in [0, 1), default 0.0
         Decay of the K-FAC factor moving averages (0: use the current batch only).
     inv_period : int, default 1
-        Recompute K-FAC inverses (EKFAC eigenbases) every this many steps.
+        Recompute K-FAC inverses (EKFAC eigenbases) every this many steps (Martens & Grosse
+        2015 §8's T₃). With ``ema_decay = 0`` K-FAC's steps in between compute no
+        statistics either: they cost a gradient, the step rule's work and one solve.
     statistics_fraction : float in (0, 1], default 1.0
         K-FAC/EKFAC factors (and EKFAC scalings) from this fraction of the batch, rows drawn
         afresh each step (seeded by ``random_state``): the output columns' backward pass and
