@@ -1,9 +1,12 @@
-"""K-FAC's quadratic-model step built from forward-mode passes alone: the Gram VᵀCV of
-``ImplicitFisher.gram`` against a dense curvature from finite-difference Jacobians, the
-Levenberg–Marquardt ratio the step reports against one recomputed from that dense matrix,
-and the work of one step counted through the oracle counts."""
+"""The work of a K-FAC step. The quadratic model built from forward-mode passes alone: the
+Gram VᵀCV of ``ImplicitFisher.gram`` against a dense curvature from finite-difference
+Jacobians, the Levenberg–Marquardt ratio the step reports against one recomputed from that
+dense matrix, and its cost counted through the oracle counts; the refresh period counted
+the same way."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
@@ -84,3 +87,15 @@ def test_quadratic_step_costs_one_gradient_one_loss_and_one_product():
     assert (h["momentum"].iloc[2:] != 0).sum() >= 2  # the 2×2 system ran
     for column in ("n_grad", "n_loss", "n_fvp"):
         np.testing.assert_array_equal(np.diff(h[column]), 1, err_msg=column)
+
+
+@pytest.mark.parametrize("inv_period", [1, 3, 8])
+def test_steps_between_refreshes_compute_no_statistics(inv_period):
+    """With ema_decay = 0 only a refresh pulls back the K = 3 columns of √Λ and
+    eigendecomposes A and G of both layers; the other steps reuse the operator."""
+    model, X, y = PROBLEMS["mlp"]()
+    opt = make_optimizer("kfac", damping=1e-2, inv_period=inv_period)
+    result = minimize(model, X, y, opt, alpha=ALPHA, max_iter=N_ITER, tol=0.0, random_state=0)
+    refreshes = math.ceil(N_ITER / inv_period)
+    assert result.counts["n_backprop"] == model.n_outputs * refreshes
+    assert result.counts["n_factorizations"] == 2 * len(model.layers) * refreshes
