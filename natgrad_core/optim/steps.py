@@ -111,7 +111,10 @@ def take_step(
     if rule.needs_curvature:
         known = None if product is None else (direction, product)
         fvp, fisher_vp = exact_products(objective, theta, known)
-        gram = ImplicitFisher(objective, theta, "exact").gram
+
+        def gram(V):  # its operator is built only by the rules that ask for it
+            return ImplicitFisher(objective, theta, "exact").gram(V)
+
     ctx = StepContext(objective, theta, loss, grad, direction, damping, fvp, fisher_vp, gram)
     delta, rule_state, extra = rule(ctx, rule_state)
     rule_status = extra.pop("step_status", "ok")
