@@ -230,9 +230,16 @@ class DenseFisher(CurvatureOperator):
         else:
             w = np.einsum("mn,mn->n", self.U[..., 0], self.U[..., 0])
         root = np.sqrt(w)
-        F = np.zeros(self.shape, dtype=self.dtype, order="F")
         step = min(n, max(1, ROW_BLOCK_BYTES // (p * self.dtype.itemsize)))
         buffer = np.empty((step, p), dtype=self.dtype)
+        if step == n:
+            # one block: numpy's own syrk fills both triangles (faster at small sizes than
+            # syrk into an F-ordered matrix and symmetrizing); the symmetric C-ordered
+            # result's transpose is the same matrix, F-ordered, as LAPACK wants it
+            np.multiply(Xb, root[:, None], out=buffer)
+            add_flops(counts, buffer.size)  # one multiply per entry of S
+            return syrk_t(buffer, alpha=self._s, counts=counts).T
+        F = np.zeros(self.shape, dtype=self.dtype, order="F")
         for start in range(0, n, step):
             S = buffer[: min(step, n - start)]
             np.multiply(Xb[start : start + step], root[start : start + step, None], out=S)
