@@ -17,11 +17,13 @@ thread (:func:`natgrad_core._threads.limit_threads`; ``torch.set_num_threads(1)`
 2. ``check``    both sides reach the same objective to :data:`CHECK_RTOL` relative (fits),
                 or agree numerically (loss and gradient to :data:`CHECK_RTOL`); a row whose
                 check fails gets no times, ratio or verdict.
-3. ``time``     timeit-style: ``repeats`` repeats of ``number`` calls (enough for each
-                repeat to last ``min_time``; garbage collection off), ``time.perf_counter``;
-                the minimum and median per call over the repeats.
-4. ``floor``    where one exists, the dense kernel the work cannot beat, timed the same way
-                in the same run: for exact natural-gradient fits of binary problems, our
+3. ``time``     timeit-style: ``repeats`` repeats of a batch of calls per side (enough for
+                each batch to last ``min_time``; garbage collected before a batch and off
+                inside it), ``time.perf_counter``; the sides are interleaved (each repeat
+                times ours, the peer, then the floor or gradient below), so a slow phase of
+                a shared machine hits them alike; the minimum and median per call.
+4. ``floor``    where one exists, the dense kernel the work cannot beat, timed with them:
+                for exact natural-gradient fits of binary problems, our
                 iterations × (one syrk of an (n_samples, n_features + 1) matrix + one
                 Cholesky of its Gram matrix); for the exact NG step of an MLP, one syrk of
                 the F-ordered (batch · n_classes, n_params) Jacobian + one Cholesky.
@@ -238,23 +240,32 @@ def _timed(func) -> tuple[object, float]:
     return out, time.perf_counter() - start
 
 
-def _repeat(func, first: float, repeats: int, min_time: float) -> tuple[float, float]:
-    """(minimum, median) seconds per call of ``func`` over ``repeats`` repeats, each of
-    enough calls to last ``min_time`` judging by one call of ``first`` seconds."""
-    number = max(1, math.ceil(min_time / max(first, 1e-9)))
-    per_call = []
+def _repeat(
+    sides: dict[str, tuple[Callable[[], object], float]], repeats: int, min_time: float
+) -> dict[str, tuple[float, float]]:
+    """(minimum, median) seconds per call of every side's function over ``repeats``
+    repeats, interleaved: each repeat times every side in turn, a batch of enough calls to
+    last ``min_time`` judging by its first call's seconds, so that a slow phase of a shared
+    machine hits every side alike. Garbage is collected before each batch (cycles left by
+    one side are not paid by the next) and collection is off inside it.
+    ``sides``: name → (function, seconds of its first call)."""
+    numbers = {k: max(1, math.ceil(min_time / max(first, 1e-9))) for k, (_, first) in sides.items()}
+    per_call: dict[str, list[float]] = {k: [] for k in sides}
     enabled = gc.isenabled()
-    gc.disable()
     try:
         for _ in range(repeats):
-            start = time.perf_counter()
-            for _ in range(number):
-                func()
-            per_call.append((time.perf_counter() - start) / number)
+            for name, (func, _) in sides.items():
+                gc.collect()
+                gc.disable()
+                start = time.perf_counter()
+                for _ in range(numbers[name]):
+                    func()
+                per_call[name].append((time.perf_counter() - start) / numbers[name])
+                gc.enable()
     finally:
-        if enabled:
-            gc.enable()
-    return min(per_call), statistics.median(per_call)
+        if not enabled:
+            gc.disable()
+    return {k: (min(v), statistics.median(v)) for k, v in per_call.items()}
 
 
 def measure(comparison: Comparison, repeats: int = MIN_REPEATS, min_time: float = 0.2) -> dict:
@@ -279,17 +290,21 @@ def measure(comparison: Comparison, repeats: int = MIN_REPEATS, min_time: float 
     ok, row["check"] = c.check(ours_out, peer_out)
     if not ok:
         return row | {"met": "no"}
-    row["ours_min"], row["ours_median"] = _repeat(c.ours, ours_first, repeats, min_time)
-    row["peer_min"], row["peer_median"] = _repeat(c.peer, peer_first, repeats, min_time)
+    sides = {"ours": (c.ours, ours_first), "peer": (c.peer, peer_first)}
+    calls = {}
     references = {
         "floor": c.floor(ours_out) if c.floor is not None else None,
         "gradient": (c.gradient, 1) if c.gradient is not None else None,
     }
     for column, reference in references.items():
         if reference is not None:
-            kernel, calls = reference
-            _, first = _timed(kernel)
-            row[column] = calls * _repeat(kernel, first, repeats, min_time)[0]
+            kernel, calls[column] = reference
+            sides[column] = (kernel, _timed(kernel)[1])
+    times = _repeat(sides, repeats, min_time)
+    row["ours_min"], row["ours_median"] = times["ours"]
+    row["peer_min"], row["peer_median"] = times["peer"]
+    for column, n_calls in calls.items():
+        row[column] = n_calls * times[column][0]
     row["ratio"] = row["ours_min"] / row["peer_min"]
     row["versus_ratio"] = row["ours_min"] / row[VERSUS[c.versus]]
     return row | {"met": "yes" if row["versus_ratio"] <= c.target else "no"}

@@ -97,6 +97,29 @@ def test_check_refuses_mismatched_loss_gradient(ours, peer):
     assert ok and text.startswith("ok")
 
 
+def test_sides_are_timed_interleaved():
+    """After the warm-ups, every repeat times ours, the peer and the floor in turn (a slow
+    phase of the machine hits all three alike), one call each when a call outlasts
+    ``min_time``."""
+    order = []
+
+    def side(name, out):
+        def call():
+            order.append(name)
+            return out
+
+        return call
+
+    comparison = peers.Comparison(
+        "loss+gradient, test", "loss+gradient", "3", "a", "b",
+        side("ours", (1.0, GRADIENT)), side("peer", (1.0, GRADIENT)),
+        peers.check_loss_gradient, lambda out: (side("floor", None), 2),
+    )  # fmt: skip
+    row = peers.measure(comparison, repeats=5, min_time=1e-12)
+    assert order == ["ours", "peer", "floor"] + ["ours", "peer", "floor"] * 5
+    assert row["floor"] > 0 and row["met"] in ("yes", "no")
+
+
 @pytest.mark.parametrize(
     ("f_peer", "expected"), [(1.0 + 1e-7, False), (1.0 - 1e-7, False), (1.0 + 1e-10, True)]
 )
