@@ -142,6 +142,9 @@ class MLP:
     dtype : numpy float dtype, default float64
     """
 
+    random_init = True
+    """Whether :meth:`init_params` draws random numbers (seeded by its ``random_state``)."""
+
     def __init__(
         self,
         n_features: int,
@@ -408,6 +411,8 @@ class LogisticModel(MLP):
 
     Parameters start at zero (as scikit-learn's ``LogisticRegression``).
     """
+
+    random_init = False
 
     def __init__(
         self, n_features: int, n_classes: int, fit_intercept: bool = True, dtype=np.float64

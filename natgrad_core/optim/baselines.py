@@ -112,7 +112,14 @@ class Adam(Optimizer):
 
 
 class LBFGS(Optimizer):
-    """scipy's L-BFGS-B on the full-batch objective. ``memory`` = number of correction pairs.
+    """scipy's L-BFGS-B on the full-batch objective.
+
+    memory : int, default 10 — number of correction pairs.
+    ftol : float, default 0 — scipy's relative-reduction test: stop when
+        ``(f_k − f_{k+1}) / max(|f_k|, |f_{k+1}|, 1) ≤ ftol``. 0 stops on ``minimize``'s
+        gradient test alone (‖∇L‖_∞ ≤ tol); scikit-learn's ``LogisticRegression`` passes
+        ``64 · eps`` (≈ 1.4e-14), which usually ends its fits before the gradient test
+        (at ‖∇L‖_∞ ≈ 1e-8 with tol = 1e-10). A run ended by it has status "stalled".
 
     It runs scipy's own loop: the driver calls :meth:`run` with a per-iteration callback
     instead of ``step``.
@@ -121,8 +128,9 @@ class LBFGS(Optimizer):
     name = "lbfgs"
     full_batch_only = True
 
-    def __init__(self, memory: int = 10):
+    def __init__(self, memory: int = 10, ftol: float = 0.0):
         self.memory = check_positive_int(memory, "memory")
+        self.ftol = check_nonnegative(ftol, "ftol")
 
     def init(self, objective, theta):
         return ()
@@ -146,7 +154,7 @@ class LBFGS(Optimizer):
                 "maxiter": max_iter,
                 "maxcor": self.memory,
                 "gtol": tol,
-                "ftol": 0.0,
+                "ftol": self.ftol,
                 "maxfun": 20 * max_iter + 20,
             },
         )

@@ -304,7 +304,10 @@ def minimize(
             )
         if optimizer.full_batch_only:
             raise ValueError(f"{optimizer.name} is full-batch only; got batch_size={batch_size}.")
-    rng = np.random.default_rng(random_state)
+    # drawn from only by a random initialization and the mini-batch order (seeding from
+    # the OS costs about as much as a small fit's step)
+    needs_rng = batch_size is not None or (theta0 is None and model.random_init)
+    rng = np.random.default_rng(random_state) if needs_rng else None
     if theta0 is None:
         theta = model.init_params(rng)
     else:

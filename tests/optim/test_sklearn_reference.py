@@ -8,6 +8,8 @@ convergent iterations.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 from sklearn.datasets import load_breast_cancer, load_digits
@@ -15,6 +17,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 
 from natgrad_core import LogisticModel, make_optimizer, minimize
+from natgrad_core.models import Objective
 
 COEF_ATOL = 1e-6
 """Absolute error allowed between our weights/intercepts and scikit-learn's."""
@@ -117,3 +120,31 @@ def test_lbfgs_and_cg_reach_the_same_optimum(fitted):
         result = minimize(model, X, y, optimizer, alpha=1.0 / C, tol=tol, max_iter=500)
         assert result.status == "converged", (optimizer, result.message)
         assert abs(result.loss - reference) <= LOSS_ATOL, optimizer
+
+
+def test_lbfgs_with_sklearns_ftol_stops_where_sklearn_stops():
+    """With scikit-learn's relative-reduction test (``ftol = 64 eps``) our L-BFGS is the same
+    scipy run as ``LogisticRegression(solver="lbfgs")`` (ours has scipy's 20 line-search
+    steps, theirs 50; neither needs more here): same iterations, same loss, and both end
+    on that test, above the gradient tolerance."""
+    X, y = _dataset("breast_cancer")
+    estimator = LogisticRegression(C=1.0, solver="lbfgs", tol=1e-10, max_iter=10_000).fit(X, y)
+    model = LogisticModel(X.shape[1], 2)
+    ftol = 64 * np.finfo(float).eps
+    result = minimize(
+        model, X, y, make_optimizer("lbfgs", ftol=ftol), alpha=1.0, tol=1e-10, max_iter=10_000
+    )
+    # scipy's wording changed over versions ("REL_REDUCTION_OF_F", "RELATIVE REDUCTION OF F")
+    assert result.status == "stalled"
+    assert re.search(r"REL\w*.REDUCTION.OF.F", result.message)
+    assert result.n_iter == estimator.n_iter_[0]
+    assert result.grad_norm > 1e-10
+    theta = np.concatenate([estimator.coef_.ravel(), estimator.intercept_])
+    reference = Objective(model, X, y, alpha=1.0).loss(theta, count=False)
+    assert abs(result.loss - reference) <= 1e-12 * abs(reference)
+
+
+@pytest.mark.parametrize("ftol", [-1e-3, float("nan"), "0"])
+def test_lbfgs_rejects_a_bad_ftol(ftol):
+    with pytest.raises((ValueError, TypeError), match="ftol"):
+        make_optimizer("lbfgs", ftol=ftol)
