@@ -392,10 +392,14 @@ def _cmd_peers(args) -> int:
 
     from .peers import run_peers, write_peers
 
-    if args.repeats < MIN_REPEATS or (args.min_time is not None and not args.min_time > 0):
+    if (
+        args.repeats < MIN_REPEATS
+        or (args.min_time is not None and not args.min_time > 0)
+        or (args.min_total is not None and not args.min_total >= 0)
+    ):
         print(
-            f"natgrad peers: expected --repeats >= {MIN_REPEATS} and --min-time > 0, got "
-            f"{args.repeats} and {args.min_time}",
+            f"natgrad peers: expected --repeats >= {MIN_REPEATS}, --min-time > 0 and "
+            f"--min-total >= 0, got {args.repeats}, {args.min_time} and {args.min_total}",
             file=sys.stderr,
         )
         return 2
@@ -406,6 +410,7 @@ def _cmd_peers(args) -> int:
         quick=args.quick,
         repeats=args.repeats,
         min_time=args.min_time,
+        min_total=args.min_total,
         progress=None if args.quiet else lambda work: print(f"  {work}", file=sys.stderr),
     )
     for message in skipped:
@@ -768,6 +773,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="least duration of one repeat; fast calls are looped (default: 0.01 with "
         "--quick, else 0.2)",
+    )
+    p.add_argument(
+        "--min-total",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="keep adding interleaved rounds (beyond --repeats, at most 200) until every "
+        "side has run this long (default: 0 with --quick, else 3)",
     )
     p.add_argument("--quiet", action="store_true", help="print no progress")
     p = _add_command(

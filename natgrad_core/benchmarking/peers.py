@@ -17,11 +17,12 @@ thread (:func:`natgrad_core._threads.limit_threads`; ``torch.set_num_threads(1)`
 2. ``check``    both sides reach the same objective to :data:`CHECK_RTOL` relative (fits),
                 or agree numerically (loss and gradient to :data:`CHECK_RTOL`); a row whose
                 check fails gets no times, ratio or verdict.
-3. ``time``     timeit-style: ``repeats`` repeats of a batch of calls per side (enough for
-                each batch to last ``min_time``; garbage collected before a batch and off
-                inside it), ``time.perf_counter``; the sides are interleaved (each repeat
-                times ours, the peer, then the floor or gradient below), so a slow phase of
-                a shared machine hits them alike; the minimum and median per call.
+3. ``time``     timeit-style: rounds of one batch of calls per side (enough for each batch
+                to last ``min_time``; garbage collected before a batch and off inside it),
+                ``time.perf_counter``; the sides are interleaved (each round times ours, the
+                peer, then the floor or gradient below), so a slow phase of a shared machine
+                hits them alike; at least ``repeats`` rounds, and more until every side has
+                run ``min_total`` seconds; the minimum and median per call.
 4. ``floor``    where one exists, the dense kernel the work cannot beat, timed with them:
                 for exact natural-gradient fits of binary problems, our
                 iterations × (one syrk of an (n_samples, n_features + 1) matrix + one
@@ -62,7 +63,7 @@ import numpy as np
 import pandas as pd
 
 from .._threads import limit_threads
-from .._validation import check_positive, check_positive_int
+from .._validation import check_nonnegative, check_positive, check_positive_int
 from ..curvature import KFAC, DenseFisher, ImplicitFisher, kfac_factors
 from ..models.mlp import MLP, LogisticModel
 from ..models.objective import Objective
@@ -240,40 +241,60 @@ def _timed(func) -> tuple[object, float]:
     return out, time.perf_counter() - start
 
 
+MAX_ROUNDS = 200
+"""The most interleaved rounds :func:`measure` runs while gathering ``min_total`` seconds."""
+
+
 def _repeat(
-    sides: dict[str, tuple[Callable[[], object], float]], repeats: int, min_time: float
+    sides: dict[str, tuple[Callable[[], object], float]],
+    repeats: int,
+    min_time: float,
+    min_total: float = 0.0,
 ) -> dict[str, tuple[float, float]]:
-    """(minimum, median) seconds per call of every side's function over ``repeats``
-    repeats, interleaved: each repeat times every side in turn, a batch of enough calls to
-    last ``min_time`` judging by its first call's seconds, so that a slow phase of a shared
-    machine hits every side alike. Garbage is collected before each batch (cycles left by
-    one side are not paid by the next) and collection is off inside it.
-    ``sides``: name → (function, seconds of its first call)."""
+    """(minimum, median) seconds per call of every side's function over the rounds,
+    interleaved: each round times every side in turn, a batch of enough calls to last
+    ``min_time`` judging by its first call's seconds, so that a slow phase of a shared
+    machine hits every side alike. At least ``repeats`` rounds, and more (up to
+    :data:`MAX_ROUNDS`) until every side has been timed for ``min_total`` seconds: the
+    minimum of more samples is more likely to catch every side in a quiet phase. Garbage
+    is collected before each batch (cycles left by one side are not paid by the next) and
+    collection is off inside it. ``sides``: name → (function, seconds of its first call)."""
     numbers = {k: max(1, math.ceil(min_time / max(first, 1e-9))) for k, (_, first) in sides.items()}
     per_call: dict[str, list[float]] = {k: [] for k in sides}
+    spent = dict.fromkeys(sides, 0.0)
     enabled = gc.isenabled()
     try:
-        for _ in range(repeats):
+        for round_ in range(MAX_ROUNDS):
+            if round_ >= repeats and min(spent.values()) >= min_total:
+                break
             for name, (func, _) in sides.items():
                 gc.collect()
                 gc.disable()
                 start = time.perf_counter()
                 for _ in range(numbers[name]):
                     func()
-                per_call[name].append((time.perf_counter() - start) / numbers[name])
+                seconds = time.perf_counter() - start
                 gc.enable()
+                per_call[name].append(seconds / numbers[name])
+                spent[name] += seconds
     finally:
         if not enabled:
             gc.disable()
     return {k: (min(v), statistics.median(v)) for k, v in per_call.items()}
 
 
-def measure(comparison: Comparison, repeats: int = MIN_REPEATS, min_time: float = 0.2) -> dict:
+def measure(
+    comparison: Comparison,
+    repeats: int = MIN_REPEATS,
+    min_time: float = 0.2,
+    min_total: float = 0.0,
+) -> dict:
     """The table row of ``comparison`` (columns :data:`COLUMNS`; module doc, call order)."""
     repeats = check_positive_int(repeats, "repeats")
     if repeats < MIN_REPEATS:
         raise ValueError(f"repeats must be >= {MIN_REPEATS}, got {repeats}.")
     min_time = check_positive(min_time, "min_time")
+    min_total = check_nonnegative(min_total, "min_total")
     c = comparison
     row = {
         "work": c.work,
@@ -300,7 +321,7 @@ def measure(comparison: Comparison, repeats: int = MIN_REPEATS, min_time: float 
         if reference is not None:
             kernel, calls[column] = reference
             sides[column] = (kernel, _timed(kernel)[1])
-    times = _repeat(sides, repeats, min_time)
+    times = _repeat(sides, repeats, min_time, min_total)
     row["ours_min"], row["ours_median"] = times["ours"]
     row["peer_min"], row["peer_median"] = times["peer"]
     for column, n_calls in calls.items():
@@ -1014,20 +1035,24 @@ def run_peers(
     repeats: int = MIN_REPEATS,
     min_time: float | None = None,
     progress: Callable[[str], object] | None = None,
+    min_total: float | None = None,
 ) -> tuple[pd.DataFrame, list[str], dict]:
     """Measure every row of :func:`comparisons` with one BLAS/OpenMP thread.
 
     Returns the table (columns :data:`COLUMNS`), the messages of the skipped groups, and
     the provenance of the measurement: :func:`provenance.provenance` (with the settings
     as its configuration) whose ``blas`` lists the pools as they were inside the limit.
-    ``min_time`` (seconds per repeat) defaults to 0.01 when ``quick``, else 0.2.
+    ``min_time`` (seconds per repeat) defaults to 0.01 when ``quick``, else 0.2;
+    ``min_total`` (seconds per side, :func:`measure`) to 0 when ``quick``, else 3.
     ``progress``, if given, is called with each row's work before it is measured.
     """
     from .provenance import blas_in_force, provenance
 
     if min_time is None:
         min_time = 0.01 if quick else 0.2
-    settings = {"quick": quick, "repeats": repeats, "min_time": min_time}
+    if min_total is None:
+        min_total = 0.0 if quick else 3.0
+    settings = {"quick": quick, "repeats": repeats, "min_time": min_time, "min_total": min_total}
     rows, skipped = comparisons(quick)  # imports torch first, so its pools are limited too
     with limit_threads(1):
         record = provenance(settings) | {"blas": blas_in_force(), "settings": settings}
@@ -1035,7 +1060,7 @@ def run_peers(
         for comparison in rows:
             if progress is not None:
                 progress(comparison.work)
-            measured.append(measure(comparison, repeats, min_time))
+            measured.append(measure(comparison, repeats, min_time, min_total))
     return pd.DataFrame(measured, columns=list(COLUMNS)), skipped, record
 
 

@@ -97,6 +97,31 @@ def test_check_refuses_mismatched_loss_gradient(ours, peer):
     assert ok and text.startswith("ok")
 
 
+def test_rounds_continue_until_every_side_has_run_min_total():
+    """With ``min_total``, rounds go on past ``repeats`` until every side's batches add up
+    to that many seconds (a fake clock: each call takes one second), then stop."""
+    clock = {"now": 0.0}
+    calls = {"ours": 0, "peer": 0}
+
+    def side(name):
+        def call():
+            calls[name] += 1
+            clock["now"] += 1.0
+            return (1.0, GRADIENT)
+
+        return call
+
+    comparison = peers.Comparison(
+        "loss+gradient, test", "loss+gradient", "3", "a", "b", side("ours"), side("peer"),
+        peers.check_loss_gradient,
+    )  # fmt: skip
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(peers.time, "perf_counter", lambda: clock["now"])
+        peers.measure(comparison, repeats=5, min_time=1.0, min_total=12.0)
+    # one warm-up each, then 12 rounds of one call: 12 s per side
+    assert calls == {"ours": 13, "peer": 13}
+
+
 def test_sides_are_timed_interleaved():
     """After the warm-ups, every repeat times ours, the peer and the floor in turn (a slow
     phase of the machine hits all three alike), one call each when a call outlasts
@@ -173,8 +198,10 @@ def test_measure_rejects_bad_arguments(kwargs, message):
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--repeats", "3"], "expected --repeats >= 5 and --min-time > 0, got 3 and None"),
-        (["--min-time", "0"], "expected --repeats >= 5 and --min-time > 0, got 5 and 0.0"),
+        (["--repeats", "3"], "--min-time > 0 and --min-total >= 0, got 3, None and None"),
+        (["--min-time", "0"], "--min-time > 0 and --min-total >= 0, got 5, 0.0 and None"),
+        (["--min-total", "-1"], "--min-total >= 0, got 5, None and -1.0"),
+        (["--min-total", "nan"], "--min-total >= 0, got 5, None and nan"),
         (["--out", "FILE"], "is a file; expected a folder"),
     ],
 )
