@@ -59,7 +59,7 @@ def check_finite_array(x, name: str, ndim: int | None = None, dtype=None) -> np.
         raise ValueError(f"{name} must hold real numbers, got an array of dtype {arr.dtype}.")
     if ndim is not None and arr.ndim != ndim:
         raise ValueError(f"{name} must be {ndim}-dimensional, got an array of shape {arr.shape}.")
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
         n_bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
         raise ValueError(f"{name} contains {n_bad} NaN or infinite value(s); expected finite.")
     return arr if dtype is None else arr.astype(dtype, copy=False)

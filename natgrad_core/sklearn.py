@@ -206,7 +206,7 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
         last_finite = {}
 
         def keep_finite(theta, row):
-            if np.isfinite(row["loss"]) and np.all(np.isfinite(theta)):
+            if np.isfinite(row["loss"]) and np.isfinite(theta).all():
                 last_finite["theta"] = theta.copy()
 
         with warnings.catch_warnings():

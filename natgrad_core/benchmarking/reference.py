@@ -97,7 +97,7 @@ def _load(path: Path, n_params: int) -> Reference | None:
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         reason = f"{type(exc).__name__}: {exc}"
     else:
-        if ref.theta.shape == (n_params,) and np.all(np.isfinite(ref.theta)):
+        if ref.theta.shape == (n_params,) and np.isfinite(ref.theta).all():
             if np.isfinite(ref.loss) and np.isfinite(ref.grad_norm):
                 return ref
         reason = f"theta of shape {ref.theta.shape} (expected ({n_params},)) or non-finite values"

@@ -261,7 +261,7 @@ def fit_exponent(sizes, times) -> tuple[float, float]:
             f"sizes and times: expected two 1-d arrays of one length, got shapes "
             f"{s.shape} and {t.shape}."
         )
-    if not (np.all(np.isfinite(s)) and np.all(np.isfinite(t)) and (s > 0).all() and (t > 0).all()):
+    if not (np.isfinite(s).all() and np.isfinite(t).all() and (s > 0).all() and (t > 0).all()):
         raise ValueError(f"sizes and times: expected positive finite values, got {s} and {t}.")
     if np.unique(s).size < 2:
         raise ValueError(f"sizes: expected at least 2 distinct values, got {s}.")

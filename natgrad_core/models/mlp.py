@@ -78,6 +78,13 @@ ROW_BLOCK_BYTES = 2**20
 core's L2 cache, so that a block read for ``z = ā W̄`` is still cached for ``āᵀ G``."""
 
 
+def mean_nll(nll: Array) -> float:
+    """The mean of per-sample losses as a Python float: ``np.mean``'s sum and one division,
+    bit for bit, without its dispatch (every loss of a run goes through here, so losses
+    computed along different paths compare exactly, as line searches need)."""
+    return float(nll.sum()) / nll.size
+
+
 class ForwardCache(NamedTuple):
     """What one forward pass keeps for the backward and forward-mode passes.
 
@@ -321,7 +328,7 @@ class MLP:
         if cache is not None or len(self.layers) > 1:
             cache = self.forward(theta, X_bar, augmented=True) if cache is None else cache
             nll, U = head.nll_and_grad(cache.outputs, Y, 1.0 / n)
-            return cache, float(np.mean(nll)), self.vjp(theta, cache, U)
+            return cache, mean_nll(nll), self.vjp(theta, cache, U)
         (W,) = self.unpack(theta)
         z = np.empty((n, W.shape[1]), dtype=np.result_type(X_bar, W))
         nll = np.empty(n, dtype=z.dtype)
@@ -334,7 +341,7 @@ class MLP:
             np.matmul(a, W, out=z[block])
             nll[block], G_b = head.nll_and_grad(z[block], Y[block], 1.0 / n)
             G_W += a.T @ G_b
-        return ForwardCache([X_bar], [], z), float(np.mean(nll)), grad
+        return ForwardCache([X_bar], [], z), mean_nll(nll), grad
 
     def predict_outputs(self, theta: Array, X: Array) -> Array:
         """Network outputs z of shape (n_samples, n_outputs) for X of shape

@@ -23,7 +23,7 @@ import numpy as np
 
 from .._typing import Array
 from .._validation import check_finite_array, check_nonnegative
-from .mlp import MLP
+from .mlp import MLP, mean_nll
 
 __all__ = ["Evaluation", "Objective", "OracleCounts"]
 
@@ -271,7 +271,7 @@ class Objective:
         if prefetch_grad and len(self.model.layers) == 1 and not self._has_forward(theta):
             return self._evaluate(theta, count)[0]
         z = self._forward(theta, count)[0].outputs
-        return float(np.mean(self.model.head.nll(z, self.Y))) + self._penalty(theta, grad=False)[0]
+        return mean_nll(self.model.head.nll(z, self.Y)) + self._penalty(theta, grad=False)[0]
 
     def loss_and_grad(self, theta: Array, count: bool = True) -> tuple[float, Array]:
         """(L(θ), ∇L(θ)); counted as one gradient evaluation unless ``count=False``."""

@@ -292,7 +292,7 @@ class NaturalGradient(Optimizer):
         direction, solved, factors, operator, cg_x = self._precondition(
             objective, theta, grad, damping, state, cg_rtol
         )
-        if not np.all(np.isfinite(direction)):
+        if not np.isfinite(direction).all():
             info = StepInfo(loss, 0.0, damping, "nonfinite_direction", {})
             return theta, state._replace(count=state.count + 1), info
         product = self._direction_product(solved, grad, direction, damping)
