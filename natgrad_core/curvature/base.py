@@ -141,7 +141,10 @@ class CurvatureOperator:
 
     def __init__(self, objective, reduction="mean"):
         self.objective = objective
-        self.reduction = check_choice(reduction, "reduction", Reduction)
+        if isinstance(reduction, str) and reduction == "mean":
+            self.reduction = Reduction.MEAN  # the default, without the enum lookup
+        else:
+            self.reduction = check_choice(reduction, "reduction", Reduction)
         self.n_params = objective.n_params
         self.shape = (self.n_params, self.n_params)
         self.dtype = objective.model.dtype
@@ -156,6 +159,13 @@ class CurvatureOperator:
         )
 
     def _check_vector(self, v, name="v") -> Array:
+        if (
+            type(v) is np.ndarray
+            and v.dtype == self.dtype
+            and v.shape == (self.n_params,)
+            and np.isfinite(v).all()
+        ):
+            return v  # the common case, an optimizer's own gradient: nothing to convert
         v = check_finite_array(v, name)
         if v.ndim not in (1, 2) or v.shape[0] != self.n_params:
             raise ValueError(

@@ -179,7 +179,7 @@ class _Run:
             "status": "start" if info is None else info.status,
             **self.objective.counts.as_dict(),
         }
-        if info is not None:
+        if info is not None and info.extra:
             row.update({k: v for k, v in info.extra.items() if np.isscalar(v)})
         if self.loss0 is None:
             self.loss0 = loss
