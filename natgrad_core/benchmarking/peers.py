@@ -277,8 +277,10 @@ def _repeat(
                 gc.enable()
                 per_call[name].append(seconds / numbers[name])
                 spent[name] += seconds
-    finally:
-        if not enabled:
+    finally:  # as found, also when a side raised inside its batch
+        if enabled:
+            gc.enable()
+        else:
             gc.disable()
     return {k: (min(v), statistics.median(v)) for k, v in per_call.items()}
 
