@@ -26,7 +26,7 @@ from .grid import DEFAULT_SOLVERS, SUITE_BUDGETS, load_config, run_grid, with_se
 from .peers import MIN_REPEATS
 from .problems import PROBLEMS, SUITES
 from .scaling import ITERATIONS, REPEATS, sweeps
-from .store import ResultsStore, remove_stale_temp_files
+from .store import ResultsStore, remove_stale_temp_files, write_if_changed
 
 __all__ = ["main"]
 
@@ -65,20 +65,26 @@ def _stored_runs(store: ResultsStore, config=None):
     return frame
 
 
-def _report(store: ResultsStore, frame, config=None, refresh: bool = False) -> Path | None:
+def _report(
+    store: ResultsStore, frame, config=None, refresh: bool = False, tuning=None
+) -> Path | None:
     """The report on ``frame`` (runs stored in ``store``) of ``config``, or of every stored
-    run if None; prints its path."""
+    run if None, with the ``tuning`` table (default: the one stored under
+    ``tuning/``, if any); prints its path."""
     from .report import build_report, separate_configurations
 
     if frame.empty:
         print(f"no stored runs under {store.runs_dir}", file=sys.stderr)
         return None
+    if tuning is None:
+        tuning = _stored_tuning(store)
     index = build_report(
         frame,
         store.root,
         None if config is None else config.to_dict(),
         records=store.records(),
         refresh=refresh,
+        tuning=tuning,
     )
     labels = set(frame["solver"])
     separated = sorted(set(separate_configurations(frame)["solver"]) - labels)
@@ -89,6 +95,26 @@ def _report(store: ResultsStore, frame, config=None, refresh: bool = False) -> P
         )
     print(f"report: {index}")
     return index
+
+
+TUNING_FOLDER = "tuning"
+"""Folder of a results folder holding the tuning phase's runs (a results store)."""
+SELECTION_FILE = "selection.json"
+"""The tuning table (:func:`tuning.tuning_table`) under the tuning folder."""
+
+
+def _stored_tuning(store: ResultsStore):
+    """The tuning table stored under ``store``'s tuning folder, or None."""
+    import pandas as pd
+
+    path = store.root / TUNING_FOLDER / SELECTION_FILE
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_json(path, orient="records")
+    except ValueError as exc:
+        print(f"report: cannot read {path} ({exc}); no tuning table", file=sys.stderr)
+        return None
 
 
 def _fastest(frame) -> str:
@@ -156,6 +182,12 @@ def _cmd_run(args) -> int:
     out = Path(args.out)
     if args.dry_run:  # writes nothing, so the folder needs no checks
         return _dry_run(config, ResultsStore(out))
+    return _run_checked(args, config, out)
+
+
+def _run_checked(args, config, out: Path) -> int:
+    """``natgrad run`` once the configuration is valid: the tuning phase first when the
+    grid declares one (``natgrad tune`` stops after it), then the reported runs."""
     problem = _check_run_resources(args)
     if problem is not None:
         print(f"natgrad run: {problem}", file=sys.stderr)
@@ -173,6 +205,15 @@ def _cmd_run(args) -> int:
         )
         return 2
     remove_stale_temp_files(out)
+    tuning = None
+    if config.tune is not None:
+        tuned = _tune(args, config, out)
+        if isinstance(tuned, int):
+            return tuned
+        config, tuning = tuned
+        if args.command == "tune":
+            print(_selection_text(tuning))
+            return 0
     if args.fresh:
         store.remove_runs(spec.key() for spec in config.specs())
     summary = run_grid(
@@ -209,8 +250,61 @@ def _cmd_run(args) -> int:
     if not frame.empty:
         print(_fastest(frame))
     if not args.no_report:
-        _report(store, frame, config, refresh=summary.n_ran > 0)
+        _report(store, frame, config, refresh=summary.n_ran > 0, tuning=tuning)
     return failed
+
+
+def _tune(args, config, out: Path):
+    """The tuning phase of ``config`` (see :mod:`.tuning`), stored under ``out/tuning``:
+    (the reported grid, the tuning table), or an exit code."""
+    from .tuning import reported_grid, select, tuning_grid, tuning_table
+
+    store = ResultsStore(out / TUNING_FOLDER)
+    remove_stale_temp_files(store.root)
+    grid = tuning_grid(config)
+    if args.fresh:
+        store.remove_runs(spec.key() for spec in grid.specs())
+    summary = run_grid(
+        grid,
+        store,
+        n_jobs=args.n_jobs,
+        dask_address=args.dask,
+        cache_dir=out / "cache",
+        progress=not args.quiet,
+        blas_threads=args.blas_threads,
+        retry_errors=args.retry_errors,
+    )
+    print(
+        f"{grid.name}: {summary.n_total} runs, {summary.n_resumed} already stored, "
+        f"{summary.n_ran} ran, {summary.n_errors} errors"
+    )
+    if summary.interrupted:
+        print(
+            "interrupted: finished runs are stored; run the same command to resume.",
+            file=sys.stderr,
+        )
+        return 130
+    try:
+        selections = select(config.tune, config.problems, config.solvers, _stored_runs(store, grid))
+    except ValueError as exc:
+        print(f"natgrad {args.command}: {exc}", file=sys.stderr)
+        return 1
+    table = tuning_table(config.tune, selections)
+    text = table.to_json(orient="records", indent=1, double_precision=15) + "\n"
+    write_if_changed(store.root / SELECTION_FILE, text.encode("utf-8"))
+    return reported_grid(config, selections), table
+
+
+def _selection_text(table) -> str:
+    """The tuning table as lines: problem, tuned label, selected point, score, cost."""
+    lines = ["selected (rule, score; cost of the search: candidates, runs, optimizer seconds):"]
+    for row in table.itertuples():
+        lines.append(
+            f"  {row.problem:26s} {row.solver:22s} {row.selected}  {row.rule} "
+            f"{row.score:.6g}  ({row.candidates} candidates, {row.runs} runs, "
+            f"{row.seconds:.1f} s)"
+        )
+    return "\n".join(lines)
 
 
 @contextlib.contextmanager
@@ -313,6 +407,22 @@ def _dry_run(config, store: ResultsStore) -> int:
         resolved = json.dumps(spec.solver.resolved(spec.seed))
         print(f"  solver: {spec.solver.solver} {resolved}")
     return 0
+
+
+def _cmd_tune(args) -> int:
+    try:
+        config = load_config(args.config)
+    except ValueError as exc:
+        print(f"natgrad tune: {exc}", file=sys.stderr)
+        return 2
+    if config.tune is None:
+        print(
+            f"natgrad tune: {args.config} declares no tuning; expected a [tune] table "
+            '(see the README, "Tuning")',
+            file=sys.stderr,
+        )
+        return 2
+    return _cmd_run(args)
 
 
 def _cmd_report(args) -> int:
@@ -504,6 +614,21 @@ examples:
   natgrad run my_grid.toml --dry-run      print the runs and their hyperparameters
   natgrad run --fresh                     regenerate ./results instead of resuming"""
 
+_TUNE_DESCRIPTION = """\
+Run the tuning phase of a suite or TOML configuration that declares one ([tune]).
+
+Runs every candidate of every declared search space on the tuning seeds, storing the
+runs in OUT/tuning/runs (resumable like any grid), applies the declared selection rule
+and prints, per problem and tuned solver, the selected hyperparameters, their score and
+the cost of the search (also written to OUT/tuning/selection.json). `natgrad run` does
+the same first, then runs the selected and the default configurations on the reported
+seeds. Exit codes as for `natgrad run`."""
+
+_TUNE_EPILOG = """\
+examples:
+  natgrad tune stochastic --quick         the quick stochastic suite's search
+  natgrad tune my_grid.toml --out my_results --n-jobs 2"""
+
 _REPORT_DESCRIPTION = """\
 Write tables, figures and index.html from every run stored in a results folder.
 
@@ -593,41 +718,8 @@ def _add_command(sub, func, summary: str, description: str, epilog: str):
     return parser
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="natgrad",
-        description=_DESCRIPTION,
-        epilog=_EPILOG,
-        formatter_class=_HelpFormatter,
-    )
-    sub = parser.add_subparsers(
-        dest="command",
-        required=True,
-        metavar="COMMAND",
-        help="one of the commands below (natgrad COMMAND --help explains it)",
-    )
-    p = _add_command(
-        sub,
-        _cmd_list,
-        "list the bundled problems, the solvers' recommended configurations and the suites",
-        "List the bundled problems, the solvers with their recommended "
-        "hyperparameters, and the suites (problems, seeds and budget of each).",
-        "example:\n  natgrad list suites",
-    )
-    p.add_argument(
-        "what",
-        nargs="?",
-        default="all",
-        choices=["all", "problems", "solvers", "suites"],
-        help="what to list (default: all)",
-    )
-    p = _add_command(
-        sub,
-        _cmd_run,
-        "run a suite or a TOML configuration, store the runs and report on them",
-        _RUN_DESCRIPTION,
-        _RUN_EPILOG,
-    )
+def _run_arguments(p) -> None:
+    """The arguments of ``natgrad run`` (and ``natgrad tune``)."""
     p.add_argument(
         "config",
         nargs="?",
@@ -700,6 +792,51 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print every run with its resolved hyperparameters and budget; run nothing",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="natgrad",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    sub = parser.add_subparsers(
+        dest="command",
+        required=True,
+        metavar="COMMAND",
+        help="one of the commands below (natgrad COMMAND --help explains it)",
+    )
+    p = _add_command(
+        sub,
+        _cmd_list,
+        "list the bundled problems, the solvers' recommended configurations and the suites",
+        "List the bundled problems, the solvers with their recommended "
+        "hyperparameters, and the suites (problems, seeds and budget of each).",
+        "example:\n  natgrad list suites",
+    )
+    p.add_argument(
+        "what",
+        nargs="?",
+        default="all",
+        choices=["all", "problems", "solvers", "suites"],
+        help="what to list (default: all)",
+    )
+    for func, summary, description, epilog in (
+        (
+            _cmd_run,
+            "run a suite or a TOML configuration, store the runs and report on them",
+            _RUN_DESCRIPTION,
+            _RUN_EPILOG,
+        ),
+        (
+            _cmd_tune,
+            "run only the tuning phase of a suite or configuration and show what it selects",
+            _TUNE_DESCRIPTION,
+            _TUNE_EPILOG,
+        ),
+    ):
+        _run_arguments(_add_command(sub, func, summary, description, epilog))
     p = _add_command(
         sub,
         _cmd_report,

@@ -27,13 +27,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .._threads import limit_threads
 from .._validation import check_nonnegative, check_positive
 from ..optim import make_optimizer
 from ..optim.registry import RECOMMENDED, recommended_params
 from .problems import MAX_SEED, PROBLEMS, SUITES, get_problem, problem_from_dict
-from .reference import reference_solution
+from .reference import ReferenceSpec, reference_solution
 from .runner import RunSpec, SolverConfig, execute
 from .store import ResultsStore
+from .tuning import TuneSpec, candidates, tune_from_table
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -83,7 +85,10 @@ _RUN_KEYS = {
     "tol",
     "batch_size",
     "fidelity",
+    "epochs",
+    "record_every",
 }
+_REFERENCE_KEYS = {"solver", "params", "max_iter", "batch_size"}
 
 
 @dataclass(frozen=True)
@@ -100,24 +105,48 @@ class GridConfig:
     tol: float = 1e-10
     batch_size: int | None = None
     fidelity: bool = True
+    epochs: int | None = None
+    record_every: int = 1
+    reference: ReferenceSpec | None = None
+    tune: TuneSpec | None = None
+    solvers_by_problem: tuple = ()
+    """``((problem name, (SolverConfig, ...)), ...)``: the solvers of those problems,
+    in place of ``solvers`` (a tuned grid's reported phase, see :mod:`.tuning`)."""
+
+    def solvers_for(self, problem) -> tuple:
+        return dict(self.solvers_by_problem).get(problem.name, self.solvers)
 
     def specs(self) -> list[RunSpec]:
+        """Every run of the grid. A grid with ``tune`` whose reported phase is not yet
+        known (:func:`tuning.reported_grid`) has none; its tuning phase is
+        :func:`tuning.tuning_grid`."""
+        if self.tune is not None and not self.solvers_by_problem:
+            return []
         return [
-            RunSpec(
-                p,
-                s,
-                seed,
-                self.max_iter,
-                self.time_limit,
-                self.target_suboptimality,
-                self.tol,
-                self.batch_size,
-                self.fidelity,
-            )
+            self.spec(p, s, seed)
             for p in self.problems
-            for s in self.solvers
+            for s in self.solvers_for(p)
             for seed in self.seeds
         ]
+
+    def spec(self, problem, solver, seed: int) -> RunSpec:
+        """The run of ``solver`` (a SolverConfig; its own batch size, if it has one,
+        overrides the grid's) on ``problem`` with ``seed`` under this grid's budget."""
+        batch = self.batch_size if solver.batch_size is None else solver.batch_size
+        return RunSpec(
+            problem,
+            solver,
+            seed,
+            self.max_iter,
+            self.time_limit,
+            self.target_suboptimality,
+            self.tol,
+            batch,
+            self.fidelity,
+            self.epochs,
+            self.record_every,
+            self.reference,
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -131,6 +160,13 @@ class GridConfig:
             "tol": self.tol,
             "batch_size": self.batch_size,
             "fidelity": self.fidelity,
+            "epochs": self.epochs,
+            "record_every": self.record_every,
+            "reference": None if self.reference is None else self.reference.to_dict(),
+            "tune": None if self.tune is None else self.tune.to_dict(),
+            "tuned_solvers": {
+                name: [s.to_dict() for s in solvers] for name, solvers in self.solvers_by_problem
+            },
         }
 
 
@@ -202,10 +238,11 @@ def config_from_dict(
 
 
 def _config_from_dict(raw: dict, name: str, base_dir: Path) -> GridConfig:
-    unknown = set(raw) - {"run", "problem", "solver"}
+    unknown = set(raw) - {"run", "problem", "solver", "reference", "tune"}
     if unknown:
         raise ValueError(
-            f"unknown top-level tables {sorted(unknown)}; expected [run], [[problem]], [[solver]]."
+            f"unknown top-level tables {sorted(unknown)}; expected [run], [[problem]], "
+            "[[solver]], [reference], [tune]."
         )
     run = raw.get("run", {})
     if not isinstance(run, dict):
@@ -265,7 +302,7 @@ def _config_from_dict(raw: dict, name: str, base_dir: Path) -> GridConfig:
     defaults = base or GridConfig(name, (), (), (0, 1, 2))
     seeds = _check_seeds(run.get("seeds", list(defaults.seeds)), "[run].seeds")
     max_iter = _check_type(run.get("max_iter", defaults.max_iter), (int,), "[run].max_iter")
-    if max_iter < 1:
+    if max_iter < 1 and (defaults.epochs is None or "max_iter" in run):
         raise ValueError(f"[run].max_iter must be >= 1, got {max_iter}.")
     time_limit = check_positive(run.get("time_limit", defaults.time_limit), "[run].time_limit")
     target = check_nonnegative(
@@ -273,17 +310,36 @@ def _config_from_dict(raw: dict, name: str, base_dir: Path) -> GridConfig:
         "[run].target_suboptimality",
     )
     tol = check_nonnegative(run.get("tol", defaults.tol), "[run].tol")
-    batch = _check_type(run.get("batch_size", 0), (int,), "[run].batch_size")
+    batch = _check_type(run.get("batch_size", defaults.batch_size or 0), (int,), "[run].batch_size")
     if batch < 0:
         raise ValueError(f"[run].batch_size must be >= 0 (0 = full batch), got {batch}.")
-    fidelity = _check_type(run.get("fidelity", True), (bool,), "[run].fidelity")
-    if batch:
-        for s in solvers:
-            if make_optimizer(s.solver, **s.kwargs).full_batch_only:
-                raise ValueError(
-                    f"solver {s.label!r} ({s.solver}) is full-batch only, but "
-                    f"[run].batch_size = {batch}."
-                )
+    fidelity = _check_type(run.get("fidelity", defaults.fidelity), (bool,), "[run].fidelity")
+    epochs = run.get("epochs", defaults.epochs if "max_iter" not in run else None)
+    if epochs is not None:
+        if "max_iter" in run:
+            raise ValueError(
+                "[run] gives both max_iter and epochs; expected one budget: max_iter (steps) "
+                "or epochs (passes over the training data)."
+            )
+        epochs = _check_type(epochs, (int,), "[run].epochs")
+        if epochs < 1:
+            raise ValueError(f"[run].epochs must be >= 1, got {epochs}.")
+        max_iter = 0
+    record_every = _check_type(
+        run.get("record_every", defaults.record_every), (int,), "[run].record_every"
+    )
+    if record_every < 1:
+        raise ValueError(f"[run].record_every must be >= 1, got {record_every}.")
+    check_batch_sizes(solvers, batch)
+    reference = defaults.reference
+    if "reference" in raw:
+        reference = _reference_from_table(raw["reference"])
+    # a suite's search spaces name the suite's solvers: kept only with them
+    tune = defaults.tune if not raw.get("solver") else None
+    if "tune" in raw:
+        tune = tune_from_table(raw["tune"], [s.label for s in solvers])
+    if tune is not None:
+        tune = _check_tune(tune, seeds, solvers, batch)
     for problem in problems:
         problem.validate(seeds)
     return GridConfig(
@@ -297,6 +353,56 @@ def _config_from_dict(raw: dict, name: str, base_dir: Path) -> GridConfig:
         tol,
         batch or None,
         fidelity,
+        epochs,
+        record_every,
+        reference,
+        tune,
+    )
+
+
+def _check_tune(tune: TuneSpec, seeds, solvers, batch) -> TuneSpec:
+    """Tuning seeds valid and apart from the reported ones; every candidate valid."""
+    tuning_seeds = _check_seeds(list(tune.seeds), "[tune].seeds")
+    shared = sorted(set(tuning_seeds) & set(seeds))
+    if shared:
+        raise ValueError(
+            f"[tune].seeds and [run].seeds share {shared}; expected disjoint seeds (the "
+            "reported numbers are measured on seeds the search never saw)."
+        )
+    for solver in solvers:
+        if solver.label in tune.labels:
+            check_batch_sizes(candidates(tune, solver), batch)
+    return replace(tune, seeds=tuple(tuning_seeds))
+
+
+def check_batch_sizes(solvers, batch: int | None) -> None:
+    """Refuse a full-batch-only solver given mini-batches (its own or the grid's)."""
+    for s in solvers:
+        size = batch if s.batch_size is None else s.batch_size
+        if size and make_optimizer(s.solver, **s.kwargs).full_batch_only:
+            raise ValueError(
+                f"solver {s.label!r} ({s.solver}) is full-batch only, but its batch_size is {size}."
+            )
+
+
+def _reference_from_table(table) -> ReferenceSpec:
+    """The ``[reference]`` table: the long reference run of the non-convex problems."""
+    if not isinstance(table, dict):
+        raise ValueError(f"expected one table [reference], got reference = {table!r}.")
+    bad = set(table) - _REFERENCE_KEYS
+    if bad:
+        raise ValueError(
+            f"unknown keys in [reference]: {sorted(bad)}; expected some of "
+            f"{sorted(_REFERENCE_KEYS)}."
+        )
+    solver = _check_type(table.get("solver"), (str,), "[reference].solver")
+    params = _check_type(table.get("params", {}), (dict,), "[reference].params")
+    batch = _check_type(table.get("batch_size", 0), (int,), "[reference].batch_size")
+    return ReferenceSpec(
+        solver,
+        tuple(sorted(params.items())),
+        _check_type(table.get("max_iter", 1000), (int,), "[reference].max_iter"),
+        batch or None,
     )
 
 
@@ -309,6 +415,7 @@ def _solver_from_entry(entry: dict) -> SolverConfig:
     solver = entry.pop("solver", None)
     label = entry.pop("label", solver)
     params = entry.pop("params", {})
+    batch = entry.pop("batch_size", None)
     if not isinstance(label, str) or not isinstance(solver, str):
         raise ValueError(
             f"every [[solver]] needs a string 'solver' (and 'label', if given), "
@@ -325,7 +432,11 @@ def _solver_from_entry(entry: dict) -> SolverConfig:
             f"solver {label!r}: {twice} given both in [[solver]] and in [solver.params]; "
             "expected each hyperparameter once (in [solver.params])."
         )
-    return recommended_config(solver, label, **entry, **params)
+    config = recommended_config(solver, label, **entry, **params)
+    if batch is None:
+        return config
+    batch = _check_type(batch, (int,), f"solver {label!r}: batch_size")
+    return replace(config, batch_size=batch or None)
 
 
 def load_config(source: str) -> GridConfig:
@@ -362,16 +473,30 @@ class GridSummary:
     n_stored_errors: int = 0
 
 
-def _prepare_references(specs: Iterable[RunSpec], cache_dir):
-    seen = set()
+def _reference(problem, seed, reference, cache_dir, blas_threads: int = 1) -> None:
+    try:
+        with limit_threads(blas_threads):
+            reference_solution(problem.load(seed), cache_dir, reference, seed)
+    except Exception:  # the runs that need it record the error
+        return
+
+
+def _prepare_references(specs: Iterable[RunSpec], cache_dir, n_jobs: int = 1, threads: int = 1):
+    """Compute (and cache) every reference the runs need before they start: one per
+    problem and seed (the seed draws the training data and, for a long reference run,
+    the initialization), in parallel on ``n_jobs`` workers when there are several."""
+    tasks = {}
     for spec in specs:
-        # one reference per (problem, seed): the seed draws the training data
-        if spec.problem.convex and (spec.problem.name, spec.seed) not in seen:
-            seen.add((spec.problem.name, spec.seed))
-            try:
-                reference_solution(spec.problem.load(spec.seed), cache_dir)
-            except Exception:
-                continue
+        if spec.problem.convex or spec.reference is not None:
+            tasks.setdefault((spec.problem, spec.seed, spec.reference), None)
+    if n_jobs > 1 and cache_dir is not None and len(tasks) > 1:
+        from joblib import Parallel, delayed
+
+        Parallel(n_jobs=min(n_jobs, len(tasks)))(
+            delayed(_reference)(*task, cache_dir, threads) for task in tasks
+        )
+    for task in tasks:  # serially, or to load what the workers cached
+        _reference(*task, cache_dir, threads)
 
 
 def _dask_results(specs, address, cache_dir, threads):
@@ -448,7 +573,7 @@ def run_grid(
         )
     bar = None
     try:
-        _prepare_references(pending, cache_dir)
+        _prepare_references(pending, cache_dir, 1 if dask_address else n_workers, blas_threads)
         if dask_address is not None:
             results = _dask_results(pending, dask_address, cache_dir, blas_threads)
         elif n_workers > 1:
@@ -481,8 +606,10 @@ def run_grid(
 
 def with_seeds(config: GridConfig, seeds) -> GridConfig:
     """``config`` with other seeds (duplicates dropped, order kept), validated as
-    ``[run].seeds`` with its data files."""
+    ``[run].seeds`` with its data files (and apart from the tuning seeds)."""
     seeds = _check_seeds(list(dict.fromkeys(seeds)))
     for problem in config.problems:
         problem.validate(seeds)
+    if config.tune is not None:
+        _check_tune(config.tune, seeds, config.solvers, config.batch_size or 0)
     return replace(config, seeds=tuple(seeds))

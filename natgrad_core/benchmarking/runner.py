@@ -45,7 +45,7 @@ from ..optim import PRECONDITIONERS, SOLVERS, make_optimizer, minimize
 from ..optim.registry import resolved_params
 from .problems import Problem, ProblemData
 from .provenance import code_version, config_hash, environment, machine_id
-from .reference import Reference, reference_solution
+from .reference import Reference, ReferenceSpec, reference_solution
 from .store import SCHEMA, SCHEMA_VERSION
 
 __all__ = ["RunSpec", "SolverConfig", "execute"]
@@ -70,13 +70,27 @@ taken."""
 
 @dataclass(frozen=True)
 class SolverConfig:
-    """A labelled solver with its hyperparameters (keyword arguments of make_optimizer)."""
+    """A labelled solver with its hyperparameters (keyword arguments of make_optimizer).
+
+    ``batch_size``: the mini-batch size of this solver's runs, overriding the grid's
+    (None: the grid's); it is a knob a tuning search may choose (see :mod:`.tuning`).
+    """
 
     label: str
     solver: str
     params: tuple = ()
+    batch_size: int | None = None
 
     def __post_init__(self):
+        if self.batch_size is not None and (
+            isinstance(self.batch_size, bool)
+            or not isinstance(self.batch_size, int)
+            or self.batch_size < 1
+        ):
+            raise ValueError(
+                f"solver {self.label!r}: batch_size must be an integer >= 1 or None (the "
+                f"grid's), got {self.batch_size!r}."
+            )
         if self.solver not in SOLVERS:
             raise ValueError(
                 f"solver {self.label!r}: unknown solver {self.solver!r}; expected one of "
@@ -88,8 +102,8 @@ class SolverConfig:
             raise ValueError(f"solver {self.label!r}: {exc}") from None
 
     @classmethod
-    def make(cls, label: str, solver: str, **params) -> SolverConfig:
-        return cls(label, solver, tuple(sorted(params.items())))
+    def make(cls, label: str, solver: str, batch_size: int | None = None, **params) -> SolverConfig:
+        return cls(label, solver, tuple(sorted(params.items())), batch_size)
 
     @property
     def kwargs(self) -> dict:
@@ -110,7 +124,10 @@ class SolverConfig:
         return resolved_params(self.solver, **kwargs)
 
     def to_dict(self) -> dict:
-        return {"label": self.label, "solver": self.solver, "params": self.kwargs}
+        out = {"label": self.label, "solver": self.solver, "params": self.kwargs}
+        if self.batch_size is not None:
+            out["batch_size"] = self.batch_size
+        return out
 
 
 @dataclass(frozen=True)
@@ -126,9 +143,12 @@ class RunSpec:
     tol: float = 1e-10
     batch_size: int | None = None
     fidelity: bool = True
+    epochs: int | None = None
+    record_every: int = 1
+    reference: ReferenceSpec | None = None
 
     def config(self) -> dict:
-        return {
+        config = {
             "problem": self.problem.to_dict(),
             "solver": self.solver.to_dict(),
             "seed": self.seed,
@@ -139,6 +159,23 @@ class RunSpec:
             "batch_size": self.batch_size,
             "fidelity": self.fidelity,
         }
+        # only where set, so the keys of grids that use none of them stay as they were
+        if self.epochs is not None:
+            config["epochs"] = self.epochs
+        if self.record_every != 1:
+            config["record_every"] = self.record_every
+        if self.reference is not None and not self.problem.convex:
+            config["reference"] = self.reference.to_dict()
+        return config
+
+    def updates(self, n_train: int) -> int:
+        """The run's budget in optimizer steps: ``max_iter``, or with ``epochs`` that many
+        passes over the ``n_train`` training samples in batches of ``batch_size``
+        (⌈n_train / batch_size⌉ steps each; full batch: one step per epoch)."""
+        if self.epochs is None:
+            return self.max_iter
+        batch = self.batch_size or n_train
+        return self.epochs * -(-n_train // batch)
 
     def resolved_config(self) -> dict:
         """:meth:`config` with the solver's hyperparameters fully resolved: every
@@ -191,7 +228,8 @@ def _infeasible(spec: RunSpec, data: ProblemData) -> str | None:
 
 
 def _gradient_time(objective, theta, repeats: int = 5) -> float:
-    """Median wall time of one uncounted full gradient evaluation (the cost unit)."""
+    """Median wall time of one uncounted gradient evaluation of ``objective`` (the run's
+    batch: the cost unit)."""
     times = []
     for _ in range(repeats):
         objective.clear_cache()  # force a fresh forward pass each time
@@ -248,7 +286,14 @@ class _Recorder:
             "test_metric": _test_metric(self.data, theta),
             "fidelity": self._fidelity(theta, damping),
         }
-        if self.ref.kind == "exact":
+        out["reference_loss"] = self.ref.loss
+        if self.ref.kind == "long run":
+            # measured against the long reference run: recorded, never a stopping rule
+            # (a run may end below it; the report takes the lower of the two)
+            sub = row["loss"] - self.ref.loss
+            out["suboptimality"] = sub
+            out["rel_suboptimality"] = sub / abs(self.ref.loss) if self.ref.loss else np.nan
+        elif self.ref.kind == "exact":
             sub = row["loss"] - self.ref.loss
             out["suboptimality"] = sub
             out["rel_suboptimality"] = sub / abs(self.ref.loss) if self.ref.loss else np.nan
@@ -345,7 +390,7 @@ def execute(
             reason = _infeasible(spec, data)
             if reason is not None:
                 return _frame(spec, record, data, [], "skipped", reason, n_concurrent, blas_threads)
-            ref = reference_solution(data, cache_dir)
+            ref = reference_solution(data, cache_dir, spec.reference, spec.seed)
             kwargs = spec.solver.run_kwargs(spec.seed)
             common = dict(alpha=data.alpha, batch_size=spec.batch_size, random_state=spec.seed)
             with warnings.catch_warnings():
@@ -364,17 +409,22 @@ def execute(
                 )
                 optimizer = make_optimizer(spec.solver.solver, **kwargs)
                 evaluation = Objective(data.model, data.X_train, data.y_train, data.alpha)
-                grad_time = _gradient_time(evaluation, data.model.init_params(spec.seed))
+                batch = spec.batch_size or evaluation.n_samples
+                unit = evaluation
+                if batch < evaluation.n_samples:
+                    unit = evaluation.batch(np.arange(batch))
+                grad_time = _gradient_time(unit, data.model.init_params(spec.seed))
                 recorder = _Recorder(spec, data, ref, evaluation)
                 result = minimize(
                     data.model,
                     data.X_train,
                     data.y_train,
                     optimizer,
-                    max_iter=spec.max_iter,
+                    max_iter=spec.updates(data.X_train.shape[0]),
                     tol=spec.tol,
                     time_limit=spec.time_limit,
                     callback=recorder,
+                    record_every=spec.record_every,
                     **common,
                 )
             status, message = result.status, result.message

@@ -65,7 +65,7 @@ __all__ = [
     "write_if_changed",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 SCHEMA: dict[str, tuple[str, str]] = {
     "schema_version": ("int64", "version of this table layout"),
@@ -97,6 +97,12 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "loss": ("float64", "full training objective"),
     "suboptimality": ("float64", "loss - F* (exact reference; NaN when non-convex)"),
     "rel_suboptimality": ("float64", "(loss - F*) / |F*|"),
+    "reference_loss": (
+        "float64",
+        "loss of the reference the runner measured the run against: the exact optimum F* "
+        "(convex), a long reference run's lowest loss (non-convex, when the grid has a "
+        "[reference]); NaN when there is none",
+    ),
     "dist_to_opt": ("float64", "||theta - w*||_2 (NaN when non-convex)"),
     "grad_norm": ("float64", "max-norm of the full gradient"),
     "test_metric": ("float64", "test accuracy (classifiers) or test MSE (autoencoder)"),
@@ -121,8 +127,8 @@ SCHEMA: dict[str, tuple[str, str]] = {
     ),
     "grad_time": (
         "float64",
-        "seconds of one full gradient evaluation in this run (median "
-        "of 5, same process and threads): the unit of cost per step",
+        "seconds of one gradient evaluation on one batch of this run (the full data "
+        "when full batch; median of 5, same process and threads): the unit of cost per step",
     ),
     "fidelity": (
         "float64",
@@ -156,9 +162,12 @@ SCHEMA: dict[str, tuple[str, str]] = {
 }
 
 
-UPGRADES: dict[int, dict[str, str]] = {2: {"solver_name": "algorithm"}}
+UPGRADES: dict[int, dict[str, str]] = {2: {"solver_name": "algorithm"}, 3: {}}
 """Older schema versions this natgrad reads, each with the column renames that bring a
-table of that version to :data:`SCHEMA_VERSION` (applied on load; files are not rewritten)."""
+table of that version to :data:`SCHEMA_VERSION` (applied on load; files are not rewritten);
+columns added since (:data:`ADDED`) are filled with their value for "not recorded"."""
+ADDED: dict[str, object] = {"reference_loss": float("nan")}
+"""Columns added after schema 3 -> the value older tables get (they did not record it)."""
 
 _STRING_DTYPES = {col: str for col, (dtype, _) in SCHEMA.items() if dtype == "str"} | {
     old: str
@@ -178,7 +187,8 @@ def _upgrade(frame: pd.DataFrame) -> pd.DataFrame:
     old = versions.pop() if len(versions) == 1 else None
     if old not in UPGRADES:
         return frame
-    return frame.rename(columns=UPGRADES[old]).assign(schema_version=SCHEMA_VERSION)
+    missing = {col: value for col, value in ADDED.items() if col not in frame.columns}
+    return frame.rename(columns=UPGRADES[old]).assign(schema_version=SCHEMA_VERSION, **missing)
 
 
 def conform(frame: pd.DataFrame) -> pd.DataFrame:

@@ -54,6 +54,7 @@ def make_run(problem, solver, seed, subs, times=None, **columns):
         "loss": subs + 1.0,
         "suboptimality": subs,
         "rel_suboptimality": subs,
+        "reference_loss": np.nan,
         "dist_to_opt": np.nan,
         "grad_norm": np.nan,
         "test_metric": 0.5,

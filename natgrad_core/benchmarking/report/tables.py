@@ -60,7 +60,7 @@ import numpy as np
 import pandas as pd
 
 from ..store import write_if_changed
-from .metrics import BEST_KNOWN, BUDGET, EXACT_OPTIMUM
+from .metrics import BEST_KNOWN, BUDGET, EXACT_OPTIMUM, LONG_RUN
 
 TIME_DIGITS = 2
 """Significant figures of times (seconds from one shared machine; medians over few seeds)."""
@@ -110,6 +110,11 @@ _LABEL_NOTE = 'Solver label "exact": the dense exact-Fisher natural gradient.'
 _BEST_KNOWN_NOTE = (
     "†: F* = best known, the lowest loss any run of this (non-convex) problem reached on "
     "the same seed in these results; other problems: F* = exact optimum."
+)
+_LONG_RUN_NOTE = (
+    "†: non-convex problem; F* = the lower of a long reference run's loss (the grid's "
+    "[reference]: a strong solver, a much larger budget, the runs' initialization) and the "
+    "lowest loss any run of it reached on the same seed; other problems: F* = exact optimum."
 )
 TABLE_NOTES = dict.fromkeys(TABLE_TITLES, "") | {
     "headline_time": (
@@ -391,12 +396,14 @@ class _Grid:
 
 
 def _problem_label(problem: str, reference: str, style: _Style) -> str:
-    mark = style.dagger if reference == BEST_KNOWN else ""
+    mark = style.dagger if reference in (BEST_KNOWN, LONG_RUN) else ""
     return style.escape(str(problem)) + mark
 
 
 def _reference_note(references) -> str:
     kinds = set(references)
+    if LONG_RUN in kinds:
+        return _LONG_RUN_NOTE
     if BEST_KNOWN in kinds:
         return _BEST_KNOWN_NOTE
     return "F* = exact optimum for every problem." if EXACT_OPTIMUM in kinds else ""
