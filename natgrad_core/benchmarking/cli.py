@@ -391,7 +391,20 @@ def _check_dask_address(address: str, timeout: float) -> str | None:
 
 def _dry_run(config, store: ResultsStore) -> int:
     """Print the expanded grid, one block per run, with every resolved hyperparameter
-    (JSON) and the budget; mark runs already stored under ``--out`` (a run would skip them)."""
+    (JSON) and the budget; mark runs already stored under ``--out`` (a run would skip them).
+    A grid with a tuning phase prints that phase's runs and what follows it."""
+    if config.tune is not None:
+        from .tuning import tuning_grid
+
+        _dry_run(tuning_grid(config), ResultsStore(store.root / TUNING_FOLDER))
+        labels = ", ".join(config.tune.labels)
+        print(
+            f"{config.name}: then, on seeds {list(config.seeds)}, the configuration the rule "
+            f"{config.tune.rule!r} selects for each of {labels} (labelled '(tuned)') beside "
+            "its starting one ('(default)'), and the other solvers: known after the tuning "
+            "phase (natgrad tune)"
+        )
+        return 0
     specs = config.specs()
     done = store.done_keys(quarantine=False)
     n_stored = sum(spec.key() in done for spec in specs)
@@ -399,8 +412,9 @@ def _dry_run(config, store: ResultsStore) -> int:
     for spec in specs:
         stored = "  [stored]" if spec.key() in done else ""
         print(f"{spec.problem.name}  {spec.solver.label}  seed={spec.seed}{stored}")
+        steps = f"max_iter={spec.max_iter}" if spec.epochs is None else f"epochs={spec.epochs}"
         print(
-            f"  budget: max_iter={spec.max_iter} time_limit={spec.time_limit:g} "
+            f"  budget: {steps} time_limit={spec.time_limit:g} "
             f"tol={spec.tol:g} target_suboptimality={spec.target_suboptimality:g} "
             f"batch_size={spec.batch_size or 'full'}"
         )

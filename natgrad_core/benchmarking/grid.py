@@ -33,7 +33,7 @@ from ..optim import make_optimizer
 from ..optim.registry import RECOMMENDED, recommended_params
 from .problems import MAX_SEED, PROBLEMS, SUITES, get_problem, problem_from_dict
 from .reference import ReferenceSpec, reference_solution
-from .runner import RunSpec, SolverConfig, execute
+from .runner import DENSE_FLOP_LIMIT, RunSpec, SolverConfig, execute
 from .store import ResultsStore
 from .tuning import TuneSpec, candidates, tune_from_table
 
@@ -75,6 +75,87 @@ SUITE_BUDGETS = {
     "scaling": {"seeds": (0,), "max_iter": 50, "time_limit": 300.0},
 }
 
+_LR_GRID = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
+
+
+def _stochastic(problems, epochs, record_every, seeds, tune_seeds, lr, batches, reference):
+    """A mini-batch suite, declared in the configuration format (validated by it)."""
+    return {
+        "run": {
+            "problems": problems,
+            "seeds": seeds,
+            "epochs": epochs,
+            "record_every": record_every,
+            "batch_size": 128,
+            "time_limit": 600.0,
+            "tol": 0.0,
+            "fidelity": False,
+            "target_gap": 0.05,
+            # the exact Fisher on a mini-batch (sample space, K·B rows) takes seconds per
+            # update on these problems: skipped, and the tables say why
+            "dense_flop_limit": 1e10,
+        },
+        "solver": [
+            {"solver": "momentum", "label": "sgd-momentum", "params": {"momentum": 0.9}},
+            {"solver": "adam", "params": {"learning_rate": 1e-3}},
+            {"solver": "kfac", "params": {"ema_decay": 0.95, "inv_period": 10}},
+            {"solver": "ekfac", "params": {"ema_decay": 0.95, "inv_period": 10}},
+            {"solver": "exact"},
+        ],
+        "tune": {
+            "seeds": tune_seeds,
+            "rule": "final_loss",
+            "space": {
+                "sgd-momentum": {"learning_rate": lr["momentum"], "batch_size": batches},
+                "adam": {"learning_rate": lr["adam"], "batch_size": batches},
+                "kfac": {"damping": [1e-3, 1e-2, 1e-1]},
+                "ekfac": {"damping": [1e-3, 1e-2, 1e-1]},
+            },
+        },
+        "reference": reference,
+    }
+
+
+SUITE_TABLES = {
+    "stochastic": _stochastic(
+        [
+            "digits-mlp",
+            "digits-autoencoder",
+            "digits-deep-autoencoder",
+            "synthetic-mlp-n20000-d100",
+        ],
+        epochs=20,
+        record_every=10,
+        seeds=[0, 1, 2],
+        tune_seeds=[100, 101],
+        lr={"momentum": [1e-3, 1e-2, 1e-1], "adam": [1e-4, 1e-3, 1e-2]},
+        batches=[64, 256],
+        reference={
+            "solver": "adam",
+            "params": {"learning_rate": 1e-3},
+            "max_iter": 5000,
+            "batch_size": 128,
+        },
+    ),
+    "stochastic-quick": _stochastic(
+        ["digits-mlp", "digits-autoencoder", "synthetic-mlp-n4000-d100"],
+        epochs=3,
+        record_every=5,
+        seeds=[0, 1],
+        tune_seeds=[100],
+        lr={"momentum": [1e-2, 1e-1], "adam": [1e-3, 1e-2]},
+        batches=[128],
+        reference={
+            "solver": "adam",
+            "params": {"learning_rate": 1e-3},
+            "max_iter": 300,
+            "batch_size": 128,
+        },
+    ),
+}
+"""Suites declared in the configuration format (``natgrad run FILE.toml``'s): validated
+by the same code, listed by ``natgrad list suites``."""
+
 _RUN_KEYS = {
     "suite",
     "problems",
@@ -87,6 +168,8 @@ _RUN_KEYS = {
     "fidelity",
     "epochs",
     "record_every",
+    "target_gap",
+    "dense_flop_limit",
 }
 _REFERENCE_KEYS = {"solver", "params", "max_iter", "batch_size"}
 
@@ -109,6 +192,13 @@ class GridConfig:
     record_every: int = 1
     reference: ReferenceSpec | None = None
     tune: TuneSpec | None = None
+    dense_flop_limit: float = DENSE_FLOP_LIMIT
+    """Runs of the exact solver whose one dense step needs more flops are skipped (status
+    "skipped", the reason in the message), not attempted."""
+    target_gap: float | None = None
+    """The report's training-loss target (``report.metrics.to_target``): a run reaches it
+    when ``loss - F* <= target_gap * (L0 - F*)``; None: no such table. Not a stopping
+    rule, so not part of any run's key."""
     solvers_by_problem: tuple = ()
     """``((problem name, (SolverConfig, ...)), ...)``: the solvers of those problems,
     in place of ``solvers`` (a tuned grid's reported phase, see :mod:`.tuning`)."""
@@ -146,6 +236,7 @@ class GridConfig:
             self.epochs,
             self.record_every,
             self.reference,
+            self.dense_flop_limit,
         )
 
     def to_dict(self) -> dict:
@@ -164,6 +255,8 @@ class GridConfig:
             "record_every": self.record_every,
             "reference": None if self.reference is None else self.reference.to_dict(),
             "tune": None if self.tune is None else self.tune.to_dict(),
+            "target_gap": self.target_gap,
+            "dense_flop_limit": self.dense_flop_limit,
             "tuned_solvers": {
                 name: [s.to_dict() for s in solvers] for name, solvers in self.solvers_by_problem
             },
@@ -171,6 +264,8 @@ class GridConfig:
 
 
 def suite_config(name: str) -> GridConfig:
+    if name in SUITE_TABLES:
+        return config_from_dict(SUITE_TABLES[name], name)
     if name not in SUITES:
         raise ValueError(
             f"Unknown suite {name!r}; expected one of {sorted(SUITES)} or a path to a .toml file."
@@ -340,6 +435,17 @@ def _config_from_dict(raw: dict, name: str, base_dir: Path) -> GridConfig:
         tune = tune_from_table(raw["tune"], [s.label for s in solvers])
     if tune is not None:
         tune = _check_tune(tune, seeds, solvers, batch)
+    dense_flop_limit = check_positive(
+        run.get("dense_flop_limit", defaults.dense_flop_limit), "[run].dense_flop_limit"
+    )
+    target_gap = run.get("target_gap", defaults.target_gap)
+    if target_gap is not None:
+        target_gap = check_positive(target_gap, "[run].target_gap")
+        if target_gap >= 1:
+            raise ValueError(
+                f"[run].target_gap must be in (0, 1) (the fraction of the initial gap "
+                f"L0 - F* left at the target), got {target_gap!r}."
+            )
     for problem in problems:
         problem.validate(seeds)
     return GridConfig(
@@ -357,6 +463,8 @@ def _config_from_dict(raw: dict, name: str, base_dir: Path) -> GridConfig:
         record_every,
         reference,
         tune,
+        dense_flop_limit,
+        target_gap,
     )
 
 

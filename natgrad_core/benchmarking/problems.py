@@ -426,6 +426,36 @@ def _registry() -> dict[str, Problem]:
         Problem("iris-mlp", "iris", "mlp", alpha=1e-2, hidden=(8,)),
         Problem("digits-mlp", "digits", "mlp", alpha=1e-3, hidden=(128, 128)),
         Problem("digits-autoencoder", "digits", "autoencoder", alpha=1e-4, hidden=(32, 8, 32)),
+        # Hinton & Salakhutdinov's (2006) MNIST autoencoder, the K-FAC papers' benchmark,
+        # scaled to digits: 64-256-128-32-128-256-64, 107,360 parameters
+        Problem(
+            "digits-deep-autoencoder",
+            "digits",
+            "autoencoder",
+            alpha=1e-4,
+            hidden=(256, 128, 32, 128, 256),
+        ),
+        # a classifier too big for the dense Fisher: 100-256-256-10, 94,218 parameters
+        Problem(
+            "synthetic-mlp-n20000-d100",
+            "synthetic",
+            "mlp",
+            alpha=1e-3,
+            hidden=(256, 256),
+            n_samples=20_000,
+            n_features=100,
+            n_classes=10,
+        ),
+        Problem(
+            "synthetic-mlp-n4000-d100",
+            "synthetic",
+            "mlp",
+            alpha=1e-3,
+            hidden=(64, 64),
+            n_samples=4_000,
+            n_features=100,
+            n_classes=10,
+        ),
     ]
     for n, d, k in [
         (1_000, 20, 2),
@@ -461,7 +491,14 @@ _QUICK = [
 SUITES: dict[str, list[str]] = {
     "quick": _QUICK,
     "full": [*_QUICK, "digits-mlp", "digits-autoencoder"],
-    "scaling": [name for name in PROBLEMS if name.startswith("synthetic-")],
+    "scaling": [name for name in PROBLEMS if name.startswith("synthetic-n")],
+    "stochastic": [
+        "digits-mlp",
+        "digits-autoencoder",
+        "digits-deep-autoencoder",
+        "synthetic-mlp-n20000-d100",
+    ],
+    "stochastic-quick": ["digits-mlp", "digits-autoencoder", "synthetic-mlp-n4000-d100"],
 }
 
 

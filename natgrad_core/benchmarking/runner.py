@@ -146,6 +146,7 @@ class RunSpec:
     epochs: int | None = None
     record_every: int = 1
     reference: ReferenceSpec | None = None
+    dense_flop_limit: float = DENSE_FLOP_LIMIT
 
     def config(self) -> dict:
         config = {
@@ -166,6 +167,8 @@ class RunSpec:
             config["record_every"] = self.record_every
         if self.reference is not None and not self.problem.convex:
             config["reference"] = self.reference.to_dict()
+        if self.dense_flop_limit != DENSE_FLOP_LIMIT:
+            config["dense_flop_limit"] = self.dense_flop_limit
         return config
 
     def updates(self, n_train: int) -> int:
@@ -219,10 +222,11 @@ def _infeasible(spec: RunSpec, data: ProblemData) -> str | None:
         )
     # building the matrix costs ~ n_rows·P² (parameter space) or n_rows²·P (sample space)
     flops = n_rows * data.model.n_params * size
-    if flops > DENSE_FLOP_LIMIT:
+    if flops > spec.dense_flop_limit:
+        seconds = flops / 1e10  # about 10 GFLOP/s on one core of the machines we measured
         return (
-            f"one exact Fisher step needs ~{flops:.1e} flops "
-            f"(> {DENSE_FLOP_LIMIT:.0e}, minutes per step on 2 cores)"
+            f"one exact Fisher step needs ~{flops:.1e} flops (> the grid's dense_flop_limit "
+            f"{spec.dense_flop_limit:.0e}; ~{seconds:.2g} s per step at 10 GFLOP/s)"
         )
     return None
 

@@ -214,7 +214,12 @@ _RUN_FILE = re.compile(r"[0-9a-f]{12}\.(csv|json)")
 _CACHE_FILE = re.compile(r"[0-9a-f]{64}\.npz")
 _TEMP_FILE = re.compile(r"\..+\.(\d+)\.[^.]+\.tmp")
 _FOLDERS = ("runs", "cache", "tables", "figures")  # natgrad's folders under the results folder
-_OTHER_TOOLS = ("asv", "peers")  # folders other tools (and `natgrad peers`) keep there
+# folders other tools (and `natgrad peers`, `natgrad scaling`, the stochastic suite's own
+# results folder) keep there
+_OTHER_TOOLS = ("asv", "peers", "scaling", "stochastic")
+TUNING = "tuning"
+"""The folder of a tuned grid's tuning phase: a results store of its own, plus its
+``selection.json``."""
 
 
 class DamagedRunWarning(UserWarning):
@@ -493,6 +498,10 @@ class ResultsStore:
         foreign = []
         for child in sorted(self.root.iterdir()):
             if child.name in _OTHER_TOOLS and child.is_dir():
+                continue
+            if child.name == TUNING and child.is_dir():
+                nested = ResultsStore(child).foreign_files()
+                foreign += [p for p in nested if p != child / "selection.json"]
                 continue
             for path in [child] if child.is_file() else sorted(child.rglob("*")):
                 if path.is_file() and not self._owned(path, report):
