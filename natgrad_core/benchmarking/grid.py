@@ -74,6 +74,18 @@ SUITE_BUDGETS = {
     "full": {"seeds": (0, 1, 2), "max_iter": 300, "time_limit": 120.0},
     "scaling": {"seeds": (0,), "max_iter": 50, "time_limit": 300.0},
 }
+FULL_BATCH_TUNING = TuneSpec(
+    seeds=(100, 101),
+    spaces=(
+        ("momentum", (("learning_rate", (0.01, 0.03, 0.1, 0.3, 1.0)),)),
+        ("adam", (("learning_rate", (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)),)),
+    ),
+)
+"""The search of the full-batch suites (quick, full): the learning rates of momentum and
+Adam on log grids around their recommended values (half-decade steps), two tuning seeds,
+the lowest final training loss. gd and the natural-gradient solvers have no rate to tune
+(Armijo, Levenberg–Marquardt and the quadratic model set their steps), L-BFGS neither;
+they run in their recommended configurations."""
 
 _LR_GRID = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1]
 
@@ -278,6 +290,7 @@ def suite_config(name: str) -> GridConfig:
         tuple(budget["seeds"]),
         budget["max_iter"],
         budget["time_limit"],
+        tune=FULL_BATCH_TUNING if name in ("quick", "full") else None,
     )
 
 
