@@ -798,7 +798,7 @@ def _finding(problem: str, ng: pd.Series, bl: pd.Series, tuned: bool, gap: str) 
     test = (float(ng["test_metric_median"]), float(bl["test_metric_median"]))
     reached = (np.isfinite(upd[0]), np.isfinite(upd[1]))
     seeds = sorted({int(ng["n_runs"]), int(bl["n_runs"])})
-    over = f"median over {' and '.join(map(str, seeds))} seeds"
+    over = f"median over {' and '.join(map(str, seeds))} seed{'s' if seeds != [1] else ''}"
     target = f"the training-loss target (gap ≤ {gap})"
     if np.isnan(upd).any():
         text = f"On {problem}, {target} is undefined: the results hold no reference F*"
