@@ -654,9 +654,11 @@ def _json_text(text: str) -> str:
     value = json.loads(text)
     if not isinstance(value, Mapping):
         return str(text)
-    return "; ".join(
-        f"{k} = {', '.join(map(str, v)) if isinstance(v, list) else v}" for k, v in value.items()
-    )
+
+    def text_of(v) -> str:
+        return ", ".join(_value(e, _PLAIN) for e in v) if isinstance(v, list) else _value(v, _PLAIN)
+
+    return "; ".join(f"{k} = {text_of(v)}" for k, v in value.items())
 
 
 def _grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid:
