@@ -20,6 +20,15 @@ suboptimality
     Absolute suboptimality thresholds (not relative ones): a run reaches ε at its first
     recorded iteration with ``suboptimality <= ε``. A run that never does (including
     skipped and failed runs) has cost ``+inf`` to reach ε.
+training-loss target
+    The headline of mini-batch runs (:func:`to_target`): a run reaches it at its first
+    recorded row with ``loss - F* <= target_gap * (L0 - F*)``, ``L0`` its loss at
+    iteration 0; relative to the run's own start, unlike ε. :func:`findings` turns the
+    table into sentences comparing natural gradient with the best tuned baseline.
+tuned labels
+    The tuning protocol (:mod:`..tuning`) reports ``"<label> (tuned)"`` with a
+    configuration selected per problem and ``"<label> (default)"``, its start; a label
+    with one configuration per problem is one label (:func:`separate_configurations`).
 first-order calls
     ``n_grad + n_loss + 2 * n_fvp``: a Fisher-vector product costs about two gradient
     passes (a forward and a backward pass through the linearized model). Loss-only and

@@ -22,6 +22,12 @@ Layouts for reading (:func:`render_html` gives the same as an HTML ``<table>``):
   cell only where it differs); a dagger on problems whose F* is best known.
 * ``hyperparameters``: transposed, configurations as columns, hyperparameters as rows;
   rows equal for every configuration (typically the budget) stated once in a note.
+* ``to_target`` (:func:`.metrics.to_target`): a row per (problem, solver), "k/n" runs
+  that reached the training-loss target, cells "median [q25, q75]" of updates, epochs
+  (left out when they equal the updates: full batch) and seconds, "—" where the median
+  run never reached it; then the final loss and test metric.
+* ``tuning`` (:func:`..tuning.tuning_table`): a long table whose JSON cells (search
+  space, selected point) read as ``learning_rate = 0.001, 0.01``.
 * the long tables: the ``reference`` column becomes the dagger on the problem name,
   ``config_id`` is left out (a label names one configuration; the hyperparameter table
   maps it), and a column holding a single value is stated once in a note.
@@ -39,6 +45,10 @@ A table made outside the report (``natgrad peers``) names itself in its ``attrs`
 that identify a row, like ``problem`` and ``solver`` of the report's tables). Its columns
 in ``"seconds"`` are shown to :data:`TIME_DIGITS` significant figures and its columns in
 ``"ratio"`` to :data:`RATIO_DECIMALS` decimals (at least one significant figure).
+
+The findings of :func:`.metrics.findings` are written by :func:`write_findings` as
+``findings.json`` (the statements and their numbers, with the provenance record) and
+``findings.md`` (the statements as a list).
 
 LaTeX: more than :data:`MAX_LATEX_COLUMNS` value columns are split into several
 tabulars of at most that many, as even as possible (key columns repeated), so that a
