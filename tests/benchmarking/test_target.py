@@ -352,3 +352,22 @@ def test_build_report_without_tuning_or_target_is_unchanged(tmp_path, monkeypatc
     for name in ("headline_time.csv", "time_to_eps.csv", "step_diagnostics.csv"):
         a = (tmp_path / "a" / "tables" / name).read_bytes()
         assert a == (tmp_path / "b" / "tables" / name).read_bytes()
+
+
+def test_new_tables_latex_structure_with_hostile_labels(tmp_path):
+    from tests.benchmarking.test_tables import HOSTILE, check_latex_structure
+
+    frame = frame_of(
+        target_frame(), make_run("P", HOSTILE + " (tuned)", 0, [1.0, 0.01], config_id="h")
+    )
+    tuning = tuning_for(["P", "Q"])
+    tuning.loc[0, "selected"] = json.dumps({"learning_rate": 0.5, "step": "armijo_%"})
+    written = {"to_target": metrics.to_target(frame, 0.05), "tuning": tuning}
+    report.write_tables(written, tmp_path, PROV)
+    for name in written:
+        tex = (tmp_path / f"{name}.tex").read_text(encoding="utf-8")
+        assert check_latex_structure(tex) >= 1, name
+    tex = (tmp_path / "to_target.tex").read_text(encoding="utf-8")
+    assert r"a\_b\&c\%\#\$ (tuned)" in tex and r"Q$^\dagger$" in tex
+    assert check_latex_structure(tex) == 2  # 6 value columns > MAX_LATEX_COLUMNS = 5
+    assert r"step = armijo\_\%" in (tmp_path / "tuning.tex").read_text(encoding="utf-8")
