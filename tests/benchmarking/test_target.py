@@ -371,3 +371,13 @@ def test_new_tables_latex_structure_with_hostile_labels(tmp_path):
     assert r"a\_b\&c\%\#\$ (tuned)" in tex and r"Q$^\dagger$" in tex
     assert check_latex_structure(tex) == 2  # 6 value columns > MAX_LATEX_COLUMNS = 5
     assert r"step = armijo\_\%" in (tmp_path / "tuning.tex").read_text(encoding="utf-8")
+
+
+def test_tuning_table_read_back_from_the_cli_file_renders(tmp_path):
+    path = tmp_path / "selection.json"
+    path.write_text(tuning_for(["P"]).to_json(orient="records"), encoding="utf-8")
+    back = pd.read_json(path, orient="records")  # as natgrad report reads it
+    md = tables._markdown("tuning", back, {})
+    assert "learning_rate = 1" in md and "learning_rate = 0.1, 1" in md
+    assert tables._json_text({"lr": [0.1, 1.0]}) == "lr = 0.1, 1"
+    assert tables._json_text("not json") == "not json"

@@ -659,9 +659,13 @@ def _target_grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid:
     return _Grid(header, rows, numeric, 2, caption, [n for n in notes if n])
 
 
-def _json_text(text: str) -> str:
-    """A JSON object of knobs as text for reading: ``{"lr": [0.1, 1]}`` -> "lr = 0.1, 1"."""
-    value = json.loads(text)
+def _json_text(text) -> str:
+    """A JSON object of knobs as text for reading: ``{"lr": [0.1, 1]}`` -> "lr = 0.1, 1"
+    (also from the mapping itself); any other cell as it is."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        value = text
     if not isinstance(value, Mapping):
         return str(text)
 
