@@ -245,7 +245,7 @@ def test_findings_from_a_results_table():
 
 # ----------------------------------------------------------------------------- files, page
 def tuning_for(problems):
-    spec = TuneSpec((10, 11), (("gd", (("learning_rate", (0.1, 1.0)),)),))
+    spec = TuneSpec((9, 10), (("gd", (("learning_rate", (0.1, 1.0)),)),))
     chosen = SolverConfig.make("gd", "gd", learning_rate=1.0)
     return tuning_table(
         spec,
@@ -334,8 +334,8 @@ def test_build_report_with_tuning_and_target(tmp_path, monkeypatch):
     )
     assert "on 2 of 2 problems" in findings_section
     tuning_section = text[order[3] : text.index('id="problems"')]
-    assert "cost 8 runs of 4 candidates" in tuning_section
-    assert "3 optimizer seconds in all, 2 of the runs failed" in tuning_section
+    assert "cost 8 runs of 4 candidates on tuning seeds 9, 10" in tuning_section
+    assert "3 optimizer seconds in all; 2 of the runs failed" in tuning_section
     assert "learning_rate = 1" in tuning_section
 
 

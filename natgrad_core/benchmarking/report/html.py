@@ -371,13 +371,14 @@ def _tuning_cost(table: pd.DataFrame) -> str:
     """One sentence on what the search cost, summed over the tuning table."""
     if table.empty:
         return '<p class="note">The tuning table is empty: no solver label was tuned.</p>'
-    seeds = sorted(set(", ".join(map(str, table["tuning_seeds"])).split(", ")))
+    seeds = set(", ".join(map(str, table["tuning_seeds"])).split(", "))
+    seeds = sorted(seeds, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
     return (
         f'<p class="note">The search behind the {len(table)} tuned (problem, solver) pairs '
         f"cost {int(table['runs'].sum())} runs of {int(table['candidates'].sum())} "
         f"candidates on tuning seed{'s' if len(seeds) != 1 else ''} "
         f"{html.escape(', '.join(seeds))} (apart from the reported seeds), "
-        f"{float(table['seconds'].sum()):.3g} optimizer seconds in all, "
+        f"{float(table['seconds'].sum()):.3g} optimizer seconds in all; "
         f"{int(table['failed_runs'].sum())} of the runs failed. Selection rule: "
         f"{html.escape(', '.join(sorted(set(map(str, table['rule'])))))}, declared before "
         "any run.</p>"
