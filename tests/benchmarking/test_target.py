@@ -381,3 +381,10 @@ def test_tuning_table_read_back_from_the_cli_file_renders(tmp_path):
     assert "learning_rate = 1" in md and "learning_rate = 0.1, 1" in md
     assert tables._json_text({"lr": [0.1, 1.0]}) == "lr = 0.1, 1"
     assert tables._json_text("not json") == "not json"
+
+
+def test_a_run_without_a_reference_at_its_start_is_nan_not_measured_from_a_later_row():
+    # suboptimality NaN at iteration 0: L0 - F* unknown, even though later rows have one
+    frame = make_run("R", "gd", 0, [np.nan, 1.0, 0.01])
+    (r,) = metrics.to_target(frame, 0.05).to_dict("records")
+    assert math.isnan(r["updates_median"]) and r["n_reached"] == 0

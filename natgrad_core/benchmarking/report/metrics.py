@@ -721,7 +721,9 @@ def to_target(frame: pd.DataFrame, target_gap: float) -> pd.DataFrame:
     f = _with_reference(separate_configurations(frame))
     f = f.sort_values(["run_key", "iteration"], kind="stable")
     sub = f["suboptimality"].astype(np.float64)
-    start = sub.groupby(f["run_key"]).transform("first")
+    first = sub.groupby(f["run_key"], sort=True).head(1)  # L0 - F*, NaN kept (no reference)
+    first.index = f.loc[first.index, "run_key"]
+    start = f["run_key"].map(first)
     hit = f[sub <= target_gap * start].groupby("run_key", sort=False).head(1).set_index("run_key")
     batch = hit["batch_size"].astype(np.float64)
     full = batch.where(batch > 0, hit["n_train"].astype(np.float64))
@@ -733,10 +735,8 @@ def to_target(frame: pd.DataFrame, target_gap: float) -> pd.DataFrame:
         }
     )
     last = _last_rows(f)
-    first = f.groupby("run_key", sort=True).head(1).set_index("run_key")
-    undefined = ~np.isfinite(first["suboptimality"].astype(np.float64))
     costs = costs.reindex(last.index, fill_value=np.inf)
-    costs.loc[undefined.reindex(last.index).to_numpy()] = np.nan
+    costs.loc[~np.isfinite(first.reindex(last.index)).to_numpy()] = np.nan
     runs = pd.concat(
         [
             last[[*_GROUP, "algorithm", "reference"]],
