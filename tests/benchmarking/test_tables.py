@@ -206,6 +206,8 @@ def test_hyperparameters_from_records():
         "solver",
         "config_id",
         "algorithm",
+        "tuning",
+        "problems",
         "damping",
         "kfac_damping",
         "learning_rate",
@@ -224,6 +226,8 @@ def test_hyperparameters_from_records():
         "solver": "kfac",
         "config_id": "cfg-kfac",
         "algorithm": "kfac",
+        "tuning": "not tuned",
+        "problems": "P",
         "damping": 1e-4,
         "kfac_damping": "exact",
         "learning_rate": "",
@@ -241,7 +245,7 @@ def test_hyperparameters_from_records():
     assert rows["adam"]["batch_size"] == 32
     old = rows["old"]
     assert old["algorithm"] == "gd" and old["seeds"] == "0"
-    assert {old[c] for c in table.columns[3:-1]} == {"unknown"}
+    assert {old[c] for c in table.columns[5:-1]} == {"unknown"}
     assert not table.isna().any().any()  # blank, never NaN
 
     md = tables._markdown("hyperparameters", table, {})

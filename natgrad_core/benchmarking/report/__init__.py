@@ -25,6 +25,7 @@ from .metrics import (
     HEADLINE_EPS,
     MEASURES,
     add_best_known,
+    findings,
     headline,
     hyperparameters,
     performance_profile,
@@ -32,8 +33,9 @@ from .metrics import (
     separate_configurations,
     step_diagnostics,
     summary_tables,
+    to_target,
 )
-from .tables import render_html, write_tables
+from .tables import render_html, write_findings, write_tables
 
 __all__ = [
     "DEFAULT_EPS",
@@ -42,6 +44,7 @@ __all__ = [
     "MEASURES",
     "add_best_known",
     "build_report",
+    "findings",
     "headline",
     "hyperparameters",
     "make_figures",
@@ -51,6 +54,8 @@ __all__ = [
     "separate_configurations",
     "step_diagnostics",
     "summary_tables",
+    "to_target",
+    "write_findings",
     "write_html",
     "write_tables",
 ]
@@ -106,14 +111,19 @@ def build_report(
     records: Mapping[str, Mapping] | None = None,
     refresh: bool = False,
     headline_eps: float = HEADLINE_EPS,
+    tuning: pd.DataFrame | None = None,
+    target_gap: float | None = None,
 ) -> Path:
     """Tables, figures and ``index.html`` for a results table.
 
     Steps: :func:`separate_configurations`, :func:`add_best_known`; the tables, in this
     order: ``headline_time`` and ``headline_work`` (:func:`headline` at ``headline_eps``),
-    ``hyperparameters`` (:func:`hyperparameters` from ``records``), ``step_diagnostics``
-    and the long tables of :func:`summary_tables`; :func:`write_tables` into
-    ``out_dir/tables``, :func:`make_figures` into
+    ``to_target`` (:func:`to_target` at ``target_gap``, if given), ``hyperparameters``
+    (:func:`hyperparameters` from ``records``), ``tuning`` (``tuning``, if given),
+    ``step_diagnostics`` and the long tables of :func:`summary_tables`;
+    :func:`write_tables` into ``out_dir/tables``, with ``target_gap`` also
+    :func:`findings` into ``out_dir/tables/findings.json`` and ``findings.md``
+    (:func:`write_findings`), :func:`make_figures` into
     ``out_dir/figures``, :func:`write_html` into ``out_dir``. Tables, figures and HTML
     carry the record of what they summarize (:func:`_results_record`: runs, code
     versions, configurations, machines, BLAS, versions, git states, and the
@@ -144,6 +154,13 @@ def build_report(
         Run records by run key (``ResultsStore.records()``).
     refresh : bool
         Rewrite ``provenance.json`` even if the record is unchanged.
+    tuning : DataFrame, optional
+        :func:`tuning.tuning_table` of the search behind the "(tuned)" labels: written as
+        the ``tuning`` table and shown in the page's "Tuning" section.
+    target_gap : float, optional
+        Fraction of the initial training-loss gap left at the target of
+        :func:`to_target`; adds its table (in the headline section) and the findings.
+        Without ``tuning`` and ``target_gap`` the report is the one of the ε targets alone.
 
     Returns
     -------
@@ -161,11 +178,17 @@ def build_report(
     tables = {
         "headline_time": headline(frame, headline_eps, "time"),
         "headline_work": headline(frame, headline_eps, "work"),
-        "hyperparameters": hyperparameters(frame, records or {}),
-        "step_diagnostics": long.pop("step_diagnostics"),
-        **long,
     }
+    if target_gap is not None:
+        tables["to_target"] = to_target(frame, target_gap)
+    tables["hyperparameters"] = hyperparameters(frame, records or {})
+    if tuning is not None:
+        tables["tuning"] = tuning
+    tables |= {"step_diagnostics": long.pop("step_diagnostics"), **long}
     table_files = write_tables(tables, out_dir / "tables", record)
+    if target_gap is not None:
+        found = findings(tables["to_target"], target_gap)
+        table_files += write_findings(found, out_dir / "tables", record)
     figures = make_figures(frame, out_dir / "figures", eps, provenance_dict=record)
     index = write_html(out_dir, tables, figures, record)
     volatile = out_dir / "tables" / "provenance.json"

@@ -5,17 +5,20 @@ contents, which links to it by element id):
 
 1. title, and one line saying what the page summarizes (runs, problems, solvers, code);
 2. **contents**;
-3. **headline**: :func:`headline_reading` (two sentences generated from the headline
+3. **findings** (with a ``to_target`` table): the statements of :func:`.metrics.findings`,
+   natural gradient against the best tuned baseline per problem, computed from that table;
+4. **headline**: :func:`headline_reading` (two sentences generated from the headline
    tables: who won where, by what factor, and where natural gradient beat the
-   baselines), the headline tables (time and work to ε), and the performance and data
-   profiles;
-4. **how to read this**: the definitions, including the four meanings of "exact";
-5. **solver configurations**: the hyperparameter and budget table;
-6. **problems**: per problem, its convergence figure beside its time- and work-to-ε
+   baselines), the headline tables (time and work to ε), the training-loss target table
+   (``to_target``, if any), and the performance and data profiles;
+5. **how to read this**: the definitions, including the four meanings of "exact";
+6. **solver configurations**: the hyperparameter and budget table; then **tuning** (with
+   a ``tuning`` table): the search behind the "(tuned)" labels and what it cost;
+7. **problems**: per problem, its convergence figure beside its time- and work-to-ε
    tables (collapsed);
-7. **step diagnostics**, then **all other tables**, each collapsed in
+8. **step diagnostics**, then **all other tables**, each collapsed in
    ``<details>`` (the fidelity figure beside the fidelity table);
-8. **provenance**: the record of what the results summarize as nested key/value tables.
+9. **provenance**: the record of what the results summarize as nested key/value tables.
 
 Self-contained and offline: inline CSS, PNGs as base64 ``data:`` URIs, no JavaScript, no
 external URL. The print style opens every ``<details>``; wide tables scroll inside their
@@ -38,7 +41,7 @@ from ...optim.natural_gradient import PRECONDITIONERS
 from ..store import write_if_changed
 from . import figures as _figures
 from .figures import caption
-from .metrics import REFERENCE_CLASSES
+from .metrics import REFERENCE_CLASSES, findings
 from .tables import TABLE_TITLES, render_html
 
 HEADLINE_TABLES = ("headline_time", "headline_work")
@@ -50,7 +53,16 @@ HEADLINE_FIGURES = ("performance_profiles", "data_profiles")
 _PROBLEM_FIGURE = "suboptimality_"
 _FIGURE_BESIDE_TABLE = {"fidelity": "fidelity"}
 """Figure stem -> the long table it illustrates (shown together)."""
-_OWN_SECTION = (*HEADLINE_TABLES, "hyperparameters", "step_diagnostics", *PER_PROBLEM_TABLES)
+TARGET_TABLE = "to_target"
+"""The training-loss target table: in the headline section, and the source of the findings."""
+_OWN_SECTION = (
+    *HEADLINE_TABLES,
+    TARGET_TABLE,
+    "hyperparameters",
+    "tuning",
+    "step_diagnostics",
+    *PER_PROBLEM_TABLES,
+)
 _MEASURE_WORDS = {
     "time": "time",
     "work": "work (gradient evaluations including curvature construction)",
@@ -74,6 +86,7 @@ nav#contents ol.sub li { display: inline; }
 nav#contents ol.sub li + li::before { content: " · "; color: var(--muted); }
 nav#contents ol.sub::before { content: ": "; }
 #headline h2 { margin-top: 0.9em; }
+ul.findings li { margin: 0.25em 0; }
 p.reading { font-size: 1.02em; background: #eef4fb; border-left: 4px solid #6a9fd4;
             padding: 0.45em 0.9em; margin: 0.4em 0 0.6em; }
 .table-wrap { max-width: 100%; overflow-x: auto; }
@@ -333,6 +346,45 @@ def headline_reading(
     return _winners_sentence(first) + " " + _natural_vs_baselines(frames, algorithms or {})
 
 
+def _findings_html(table: pd.DataFrame) -> str:
+    """The findings of the training-loss target table: the summary as a reading, then
+    one item per problem."""
+    gap = table.attrs.get("target_gap", table["target_gap"].iloc[0] if len(table) else None)
+    if gap is None:
+        return ""
+    *per_problem, summary = findings(table, gap)
+    if not per_problem:
+        return (
+            '<p class="note">No problem has both a natural-gradient and a baseline run, so '
+            "natural gradient is not compared with the baselines.</p>"
+        )
+    items = "".join(f"<li>{html.escape(f['statement'])}</li>" for f in per_problem)
+    return (
+        f'<p class="reading">{html.escape(summary["statement"])}</p>'
+        f'<ul class="findings">{items}</ul>'
+        '<p class="note">Computed from the training-loss target table (headline section); '
+        "also in <code>tables/findings.json</code> and <code>tables/findings.md</code>.</p>"
+    )
+
+
+def _tuning_cost(table: pd.DataFrame) -> str:
+    """One sentence on what the search cost, summed over the tuning table."""
+    if table.empty:
+        return '<p class="note">The tuning table is empty: no solver label was tuned.</p>'
+    seeds = set(", ".join(map(str, table["tuning_seeds"])).split(", "))
+    seeds = sorted(seeds, key=lambda s: (not s.isdigit(), int(s) if s.isdigit() else 0, s))
+    return (
+        f'<p class="note">The search behind the {len(table)} tuned (problem, solver) pairs '
+        f"cost {int(table['runs'].sum())} runs of {int(table['candidates'].sum())} "
+        f"candidates on tuning seed{'s' if len(seeds) != 1 else ''} "
+        f"{html.escape(', '.join(seeds))} (apart from the reported seeds), "
+        f"{float(table['seconds'].sum()):.3g} optimizer seconds in all; "
+        f"{int(table['failed_runs'].sum())} of the runs failed. Selection rule: "
+        f"{html.escape(', '.join(sorted(set(map(str, table['rule'])))))}, declared before "
+        "any run.</p>"
+    )
+
+
 # ----------------------------------------------------------------------------- page pieces
 def _scalar(value) -> str:
     if value is None:
@@ -521,7 +573,9 @@ def write_html(
     tables : mapping of str to DataFrame
         By name, as :func:`build_report` makes them: ``headline_time``,
         ``headline_work`` (long: problem, solver, reference, median, q25, q75, reached,
-        n_runs; ``attrs`` eps and measure), ``hyperparameters`` (a row per solver
+        n_runs; ``attrs`` eps and measure), ``to_target`` (optional,
+        :func:`.metrics.to_target`; the findings are computed from it), ``tuning``
+        (optional, :func:`tuning.tuning_table`), ``hyperparameters`` (a row per solver
         configuration: solver, config_id, algorithm, ...), ``step_diagnostics`` and the
         long tables of :func:`summary_tables` (with a ``problem`` column). Each is
         rendered by ``tables.render_html(name, table)``.
@@ -552,6 +606,10 @@ def write_html(
     page = _Page()
     page.new_id("contents")
 
+    if TARGET_TABLE in tables:
+        page.heading(2, "Findings", key="findings")
+        page.parts.append(_findings_html(tables[TARGET_TABLE]))
+
     # headline
     page.heading(2, "Headline", key="headline")
     headline = {name: tables[name] for name in HEADLINE_TABLES if name in tables}
@@ -567,6 +625,9 @@ def write_html(
     for name, table in headline.items():
         page.heading(3, _title(name), key=name, short=_short(name))
         page.table(name, table)
+    if TARGET_TABLE in tables:
+        page.heading(3, _title(TARGET_TABLE), key=TARGET_TABLE, short="Training-loss target")
+        page.table(TARGET_TABLE, tables[TARGET_TABLE])
     profiles = [stem for stem in HEADLINE_FIGURES if stem in pngs]
     if profiles:
         page.heading(3, "Performance and data profiles", key="profiles")
@@ -580,6 +641,10 @@ def write_html(
         page.heading(2, "Solver configurations and budget", key="solvers")
         page.parts.append(_SOLVERS_NOTE)
         page.table("hyperparameters", hyper)
+    if "tuning" in tables:
+        page.heading(2, "Tuning", key="tuning")
+        page.parts.append(_tuning_cost(tables["tuning"]))
+        page.table("tuning", tables["tuning"])
     separated = provenance_dict.get("separated_labels", [])
     if separated:
         page.parts.append(

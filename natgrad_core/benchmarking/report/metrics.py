@@ -20,6 +20,15 @@ suboptimality
     Absolute suboptimality thresholds (not relative ones): a run reaches ε at its first
     recorded iteration with ``suboptimality <= ε``. A run that never does (including
     skipped and failed runs) has cost ``+inf`` to reach ε.
+training-loss target
+    The headline of mini-batch runs (:func:`to_target`): a run reaches it at its first
+    recorded row with ``loss - F* <= target_gap * (L0 - F*)``, ``L0`` its loss at
+    iteration 0; relative to the run's own start, unlike ε. :func:`findings` turns the
+    table into sentences comparing natural gradient with the best tuned baseline.
+tuned labels
+    The tuning protocol (:mod:`..tuning`) reports ``"<label> (tuned)"`` with a
+    configuration selected per problem and ``"<label> (default)"``, its start; a label
+    with one configuration per problem is one label (:func:`separate_configurations`).
 first-order calls
     ``n_grad + n_loss + 2 * n_fvp``: a Fisher-vector product costs about two gradient
     passes (a forward and a backward pass through the linearized model). Loss-only and
@@ -52,6 +61,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+
+from ...optim import PRECONDITIONERS, SOLVERS
+from ..tuning import DEFAULT_SUFFIX, TUNED_SUFFIX
 
 DEFAULT_EPS: tuple[float, ...] = (1e-2, 1e-4, 1e-6, 1e-8)
 """Absolute suboptimality targets of the summary tables and profiles."""
@@ -190,20 +202,27 @@ def _with_reference(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def separate_configurations(frame: pd.DataFrame) -> pd.DataFrame:
-    """Give every (configuration, code version) of a solver label a label of its own.
+    """Give every (configuration, code version) of a solver label on a problem a label of
+    its own.
 
-    A label used by runs of one ``config_id`` and one ``code_version`` is kept. A label
-    used by several gets a suffix naming what differs::
+    Statistics pool the runs of one (problem, solver label); a label whose runs on every
+    problem share one ``config_id`` and one ``code_version`` is kept, even when the
+    configuration differs from problem to problem (a label tuned per problem,
+    ``"adam (tuned)"`` of :mod:`..tuning`, runs the configuration selected for each
+    problem; :func:`hyperparameters` lists each with its problems). A label used on
+    some problem by several gets a suffix naming what differs there::
 
         "kfac [cfg 3f2a1b0c9d8e]"                    several configurations
         "kfac [code 9c8d7e6f5a4b]"                   one configuration, several code versions
         "kfac [cfg 3f2a1b0c9d8e, code 9c8d7e6f5a4b]" both
 
-    so that no table, profile or figure pools them. The suffix is the same on every
-    problem, so a label still names one configuration across problems. Idempotent.
+    so that no table, profile or figure pools them. The suffix goes on the label's rows
+    of every problem, so a suffixed label names one configuration across problems.
+    Idempotent.
     """
     runs = frame.drop_duplicates("run_key")
-    spans = runs.groupby("solver")[["config_id", "code_version"]].nunique()
+    per_problem = runs.groupby(["solver", "problem"])[["config_id", "code_version"]].nunique()
+    spans = per_problem.groupby(level="solver").max()
     mixed = spans[(spans > 1).any(axis=1)]
     if mixed.empty:
         return frame
@@ -424,24 +443,45 @@ def _none(value):
     return NONE if value is None else value
 
 
+TUNED = "tuned per problem (see the tuning table)"
+"""Cell ``tuning`` of :func:`hyperparameters` for a label ending in :data:`tuning.TUNED_SUFFIX`."""
+DEFAULT = "default (untuned)"
+"""Cell ``tuning`` for a label ending in :data:`tuning.DEFAULT_SUFFIX`: a tuned label's start."""
+NOT_TUNED = "not tuned"
+"""Cell ``tuning`` for every other label."""
+
+
+def tuning_status(label: str) -> str:
+    """How a solver label's configuration was chosen: :data:`TUNED`, :data:`DEFAULT` or
+    :data:`NOT_TUNED`, from the suffixes the tuning protocol gives its labels."""
+    if label.endswith(TUNED_SUFFIX):
+        return TUNED
+    if label.endswith(DEFAULT_SUFFIX):
+        return DEFAULT
+    return NOT_TUNED
+
+
 def hyperparameters(frame: pd.DataFrame, records: Mapping[str, Mapping]) -> pd.DataFrame:
     """Every solver configuration of ``frame`` with its resolved hyperparameters and budget.
 
-    One row per (solver label after :func:`separate_configurations`, config_id). The
-    hyperparameters are those of the runs' records (``records``: run key ->
-    :meth:`runner.RunSpec.record`, whose ``configuration`` holds every constructor
-    parameter, defaults included); nested ones are flattened (``step``: the step rule's
-    name, ``step.decay``: its parameter). The budget is :data:`BUDGET` from the same
-    record and ``seeds``, the seeds of the runs in ``frame``.
+    One row per (solver label after :func:`separate_configurations`, config_id): a label
+    tuned per problem has a row per selected configuration. ``tuning`` says how the
+    configuration was chosen (:func:`tuning_status`) and ``problems`` which problems it
+    ran on (comma-separated, sorted). The hyperparameters are those of the runs' records
+    (``records``: run key -> :meth:`runner.RunSpec.record`, whose ``configuration`` holds
+    every constructor parameter, defaults included); nested ones are flattened
+    (``step``: the step rule's name, ``step.decay``: its parameter). The budget is
+    :data:`BUDGET` from the same record and ``seeds``, the seeds of the runs in ``frame``.
 
     Returns
     -------
     DataFrame
-        Columns solver, config_id, algorithm, the hyperparameters (sorted by name),
-        :data:`BUDGET`, seeds. Object cells: a hyperparameter the configuration's
-        algorithm does not have is ``""``, one set to None is :data:`NONE`; a value the
-        record does not hold (every one for a configuration none of whose runs has a
-        record) is :data:`UNKNOWN_CONFIG`; the algorithm then comes from the rows.
+        Columns solver, config_id, algorithm, tuning, problems, the hyperparameters
+        (sorted by name), :data:`BUDGET`, seeds. Object cells: a hyperparameter the
+        configuration's algorithm does not have is ``""``, one set to None is
+        :data:`NONE`; a value the record does not hold (every one for a configuration
+        none of whose runs has a record) is :data:`UNKNOWN_CONFIG`; the algorithm then
+        comes from the rows.
     """
     runs = separate_configurations(frame).drop_duplicates("run_key")
     rows = []
@@ -453,13 +493,15 @@ def hyperparameters(frame: pd.DataFrame, records: Mapping[str, Mapping]) -> pd.D
             "solver": label,
             "config_id": config_id,
             "algorithm": solver.get("solver", str(group["algorithm"].iloc[0])),
+            "tuning": tuning_status(str(label)),
+            "problems": ", ".join(sorted(map(str, group["problem"].unique()))),
             "params": _flatten(solver["params"]) if "params" in solver else None,
             **{k: _none(configuration.get(k, UNKNOWN_CONFIG)) for k in BUDGET},
             "seeds": ", ".join(str(s) for s in sorted(group["seed"].unique())),
         }
         rows.append(row)
     names = sorted({name for row in rows if row["params"] for name in row["params"]})
-    columns = ["solver", "config_id", "algorithm", *names, *BUDGET, "seeds"]
+    columns = ["solver", "config_id", "algorithm", "tuning", "problems", *names, *BUDGET, "seeds"]
     table = []
     for row in rows:
         params = row.pop("params")
@@ -632,3 +674,242 @@ def data_profile(
     finite = c[np.isfinite(c)]
     start = float(finite.min()) if finite.size else 1.0
     return _step_profile(cost, c, "kappa", start, n_kappa, eps, measure)
+
+
+# ----------------------------------------------------------------------------- 4. loss target
+NATURAL_GRADIENT = PRECONDITIONERS
+"""Algorithms that are natural-gradient methods (the rest of :data:`optim.SOLVERS` are
+first-order baselines)."""
+BASELINES = tuple(s for s in SOLVERS if s not in PRECONDITIONERS)
+"""First-order baselines: the algorithms natural gradient is compared with."""
+_TARGET_STATS = ("updates", "epochs", "time")
+
+
+def to_target(frame: pd.DataFrame, target_gap: float) -> pd.DataFrame:
+    """Updates, epochs and seconds until the training loss closes all but ``target_gap``
+    of its initial gap to F*: the headline measure of mini-batch runs.
+
+    With ``L0`` a run's loss at its first recorded row (iteration 0) and ``F* = loss -
+    suboptimality`` (:func:`add_best_known`; per problem and seed), a run reaches the
+    target at its first recorded row with::
+
+        loss - F* <= target_gap * (L0 - F*)
+
+    At that row: ``updates`` = iteration (updates so far), ``epochs`` = updates ×
+    batch_size / n_train (batch_size 0 is the full batch: one epoch per update) and
+    ``time`` (optimizer seconds). A run that never reaches it costs ``+inf``; a run
+    without a reference (suboptimality NaN at its first row) costs NaN.
+
+    Parameters
+    ----------
+    frame : DataFrame
+        Results table following :data:`store.SCHEMA`.
+    target_gap : float
+        Fraction of the initial gap left at the target, in (0, 1).
+
+    Returns
+    -------
+    DataFrame
+        One row per (problem, solver, config_id) after :func:`separate_configurations`:
+        algorithm, reference, n_runs, n_reached, ``{updates,epochs,time}_{median,q25,q75}``
+        (over the runs, :func:`_quantile`: +inf kept), final_loss_median and
+        test_metric_median (at the runs' last rows), target_gap; sorted by problem and
+        solver. ``attrs`` holds ``target_gap``.
+    """
+    if not (isinstance(target_gap, (int, float, np.floating)) and 0 < target_gap < 1):
+        raise ValueError(f"target_gap must be a number in (0, 1), got {target_gap!r}.")
+    f = _with_reference(separate_configurations(frame))
+    f = f.sort_values(["run_key", "iteration"], kind="stable")
+    sub = f["suboptimality"].astype(np.float64)
+    first = sub.groupby(f["run_key"], sort=True).head(1)  # L0 - F*, NaN kept (no reference)
+    first.index = f.loc[first.index, "run_key"]
+    start = f["run_key"].map(first)
+    hit = f[sub <= target_gap * start].groupby("run_key", sort=False).head(1).set_index("run_key")
+    batch = hit["batch_size"].astype(np.float64)
+    full = batch.where(batch > 0, hit["n_train"].astype(np.float64))
+    costs = pd.DataFrame(
+        {
+            "updates": hit["iteration"].astype(np.float64),
+            "epochs": hit["iteration"] * full / hit["n_train"].astype(np.float64),
+            "time": hit["time"].astype(np.float64),
+        }
+    )
+    last = _last_rows(f)
+    costs = costs.reindex(last.index, fill_value=np.inf)
+    costs.loc[~np.isfinite(first.reindex(last.index)).to_numpy()] = np.nan
+    runs = pd.concat(
+        [
+            last[[*_GROUP, "algorithm", "reference"]],
+            costs,
+            last[["loss", "test_metric"]].astype(np.float64),
+        ],
+        axis=1,
+    )
+    g = runs.groupby(_GROUP, sort=True)
+    table = g[["algorithm", "reference"]].first()
+    table["n_runs"] = g.size()
+    table["n_reached"] = g["updates"].agg(lambda s: int(np.isfinite(s.to_numpy()).sum()))
+    for stat in _TARGET_STATS:
+        spread = _spread(g[stat])
+        for q in _SPREAD:
+            table[f"{stat}_{q}"] = spread[q]
+    table["final_loss_median"] = g["loss"].agg(lambda s: _quantile(s.to_numpy(), 0.5))
+    table["test_metric_median"] = g["test_metric"].agg(lambda s: _quantile(s.to_numpy(), 0.5))
+    table["target_gap"] = float(target_gap)
+    table = table.reset_index()
+    table.attrs["target_gap"] = float(target_gap)
+    return table
+
+
+def _plain(x: float, digits: int) -> str:
+    """``x`` to ``digits`` significant figures, without an exponent: 123 -> "120"."""
+    return np.format_float_positional(float(f"{x:.{digits}g}"), trim="-")
+
+
+def _count(x: float) -> str:
+    """A median count of updates: whole, or to one decimal (a median of two runs)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:.1f}"
+
+
+def _factor(x: float) -> str:
+    return f"{x:.1f}×" if x < 10 else f"{x:.0f}×"
+
+
+def _comparison(ng: float, baseline: float, fewer: str, more: str, same: str) -> str:
+    """ "3.1× fewer updates" (``ng`` lower), "2.0× more updates" (higher), or ``same``."""
+    if ng == baseline:
+        return same
+    if ng < baseline:
+        return f"{_factor(baseline / ng) if ng > 0 else '∞×'} {fewer}"
+    return f"{_factor(ng / baseline) if baseline > 0 else '∞×'} {more}"
+
+
+def _display_name(label: str, tuned: bool) -> str:
+    """A baseline label as a statement names it: "adam (tuned)" -> "tuned adam"."""
+    for suffix in (TUNED_SUFFIX, DEFAULT_SUFFIX):
+        label = label.removesuffix(suffix)
+    return f"{'tuned' if tuned else 'untuned'} {label}"
+
+
+def _best_row(rows: pd.DataFrame) -> pd.Series:
+    """The row with the fewest median updates to the target, ties by median time, then
+    by label."""
+    order = rows.sort_values(
+        ["updates_median", "time_median", "solver"], kind="stable", na_position="last"
+    )
+    return order.iloc[0]
+
+
+def _finding(problem: str, ng: pd.Series, bl: pd.Series, tuned: bool, gap: str) -> dict:
+    ng_name, bl_name = str(ng["solver"]), _display_name(str(bl["solver"]), tuned)
+    upd = (float(ng["updates_median"]), float(bl["updates_median"]))
+    sec = (float(ng["time_median"]), float(bl["time_median"]))
+    test = (float(ng["test_metric_median"]), float(bl["test_metric_median"]))
+    reached = (np.isfinite(upd[0]), np.isfinite(upd[1]))
+    seeds = sorted({int(ng["n_runs"]), int(bl["n_runs"])})
+    over = f"median over {' and '.join(map(str, seeds))} seed{'s' if seeds != [1] else ''}"
+    target = f"the training-loss target (gap ≤ {gap})"
+    if np.isnan(upd).any():
+        text = f"On {problem}, {target} is undefined: the results hold no reference F*"
+    elif all(reached):
+        updates = _comparison(*upd, "fewer updates", "more updates", "as many updates")
+        seconds = _comparison(*sec, "less time", "more time", "the same time")
+        connector = "as" if sec[0] == sec[1] else "than"
+        text = (
+            f"On {problem}, {ng_name} reaches {target} in {updates} and {seconds} "
+            f"{connector} {bl_name} ({over}: {_count(upd[0])} vs {_count(upd[1])} updates, "
+            f"{_plain(sec[0], 2)} s vs {_plain(sec[1], 2)} s)"
+        )
+    elif reached[0]:
+        text = (
+            f"On {problem}, {ng_name} reaches {target} in {_count(upd[0])} updates and "
+            f"{_plain(sec[0], 2)} s; {bl_name} does not reach it ({over})"
+        )
+    elif reached[1]:
+        text = (
+            f"On {problem}, {ng_name} does not reach {target}; {bl_name} does, in "
+            f"{_count(upd[1])} updates and {_plain(sec[1], 2)} s ({over})"
+        )
+    else:
+        text = f"On {problem}, neither {ng_name} nor {bl_name} reaches {target} ({over})"
+    if not np.isnan(test).any():
+        metric = "MSE" if "autoencoder" in problem else "accuracy"
+        text += f"; test {metric} at the budget {_plain(test[0], 3)} vs {_plain(test[1], 3)}"
+    neither = not any(reached)
+    return {
+        "problem": problem,
+        "natural_gradient": ng_name,
+        "baseline": str(bl["solver"]),
+        "baseline_tuned": tuned,
+        "updates": {"natural_gradient": upd[0], "baseline": upd[1]},
+        "seconds": {"natural_gradient": sec[0], "baseline": sec[1]},
+        "updates_ratio": np.nan if neither else float(_ratio(upd[0], upd[1])),
+        "time_ratio": np.nan if neither else float(_ratio(sec[0], sec[1])),
+        "ng_fewer_updates": bool(upd[0] < upd[1]),
+        "ng_less_time": bool(sec[0] < sec[1]),
+        "test_metric": {"natural_gradient": test[0], "baseline": test[1]},
+        "statement": text + ".",
+    }
+
+
+def findings(table: pd.DataFrame, target_gap: float) -> list[dict]:
+    """What the training-loss target table says about natural gradient against the
+    baselines, as sentences computed from its numbers.
+
+    Per problem: the best natural-gradient row (algorithm in :data:`NATURAL_GRADIENT`;
+    fewest median updates to the target, ties by median time) against the best tuned
+    baseline row (algorithm in :data:`BASELINES`, label ending ``" (tuned)"``), or the
+    best baseline row when none is tuned (then named "untuned"). Problems without a row
+    of either side are left out.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`to_target`'s table.
+    target_gap : float
+        Its target gap (named in the statements).
+
+    Returns
+    -------
+    list of dict
+        Per problem: problem, natural_gradient and baseline (labels), baseline_tuned,
+        updates and seconds (``{"natural_gradient": median, "baseline": median}``, +inf
+        when the median run never reached the target), updates_ratio and time_ratio
+        (baseline / natural gradient: > 1 when natural gradient needs fewer; +inf when
+        only it reaches the target, 0 when only the baseline does, NaN when neither),
+        ng_fewer_updates, ng_less_time, test_metric (medians at the budget: accuracy, or
+        MSE on autoencoder problems) and ``statement``. Last, a summary with problem
+        ``"all"``: n_problems, ng_fewer_updates and ng_less_time (numbers of problems),
+        untuned_baselines (problems compared with an untuned baseline) and
+        ``statement``.
+    """
+    gap = f"{target_gap:g}"
+    out = []
+    for problem, rows in table.groupby("problem", sort=True):
+        ng = rows[rows["algorithm"].isin(NATURAL_GRADIENT)]
+        bl = rows[rows["algorithm"].isin(BASELINES)]
+        tuned = bl[bl["solver"].str.endswith(TUNED_SUFFIX)]
+        if ng.empty or bl.empty:
+            continue
+        best = _best_row(tuned if len(tuned) else bl)
+        out.append(_finding(str(problem), _best_row(ng), best, len(tuned) > 0, gap))
+    n = len(out)
+    fewer = sum(f["ng_fewer_updates"] for f in out)
+    less = sum(f["ng_less_time"] for f in out)
+    untuned = sum(not f["baseline_tuned"] for f in out)
+    text = (
+        f"The best natural-gradient solver reaches the training-loss target (gap ≤ {gap}) "
+        f"in fewer median updates than the best tuned baseline on {fewer} of {n} problems "
+        f"and in less median time on {less} of {n}"
+    )
+    if untuned:
+        text += f" (on {untuned}, no baseline was tuned: the untuned one is compared)"
+    summary = {
+        "problem": "all",
+        "n_problems": n,
+        "ng_fewer_updates": fewer,
+        "ng_less_time": less,
+        "untuned_baselines": untuned,
+        "statement": text + ".",
+    }
+    return [*out, summary]

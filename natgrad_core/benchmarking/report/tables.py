@@ -22,6 +22,12 @@ Layouts for reading (:func:`render_html` gives the same as an HTML ``<table>``):
   cell only where it differs); a dagger on problems whose F* is best known.
 * ``hyperparameters``: transposed, configurations as columns, hyperparameters as rows;
   rows equal for every configuration (typically the budget) stated once in a note.
+* ``to_target`` (:func:`.metrics.to_target`): a row per (problem, solver), "k/n" runs
+  that reached the training-loss target, cells "median [q25, q75]" of updates, epochs
+  (left out when they equal the updates: full batch) and seconds, "—" where the median
+  run never reached it; then the final loss and test metric.
+* ``tuning`` (:func:`..tuning.tuning_table`): a long table whose JSON cells (search
+  space, selected point) read as ``learning_rate = 0.001, 0.01``.
 * the long tables: the ``reference`` column becomes the dagger on the problem name,
   ``config_id`` is left out (a label names one configuration; the hyperparameter table
   maps it), and a column holding a single value is stated once in a note.
@@ -40,6 +46,10 @@ that identify a row, like ``problem`` and ``solver`` of the report's tables). It
 in ``"seconds"`` are shown to :data:`TIME_DIGITS` significant figures and its columns in
 ``"ratio"`` to :data:`RATIO_DECIMALS` decimals (at least one significant figure).
 
+The findings of :func:`.metrics.findings` are written by :func:`write_findings` as
+``findings.json`` (the statements and their numbers, with the provenance record) and
+``findings.md`` (the statements as a list).
+
 LaTeX: more than :data:`MAX_LATEX_COLUMNS` value columns are split into several
 tabulars of at most that many, as even as possible (key columns repeated), so that a
 headline table fits a 6.5 in text width (letter paper, 1 in margins, 10 pt; measured:
@@ -52,7 +62,7 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,6 +113,10 @@ TABLE_TITLES = {
         "with the true Fisher)"
     ),
     "test_metric": "Final test metric (accuracy; MSE for the autoencoder)",
+    "to_target": (
+        "Training-loss target: updates, epochs and seconds until loss − F* ≤ gap · (L0 − F*)"
+    ),
+    "tuning": "Tuning: search space, selection rule, selected configuration and cost of the search",
 }
 """Table name -> title."""
 
@@ -133,6 +147,19 @@ TABLE_NOTES = dict.fromkeys(TABLE_TITLES, "") | {
         "Status columns count runs by final status; steps, rejected, cg_capped and "
         "fallbacks are summed over the runs; flagged: runs whose loss ended above its start "
         "or whose steps were mostly not taken."
+    ),
+    "to_target": (
+        "L0: a run's training loss at iteration 0; F*: as for suboptimality. A run reaches "
+        "the target at its first recorded iteration within it; updates: iterations so far; "
+        "epochs: updates × batch size / training samples (full batch: one per update); "
+        "seconds: inside optimizer steps. Final loss and test metric (accuracy; MSE for "
+        "autoencoders) at the run's last recorded iteration."
+    ),
+    "tuning": (
+        'Each tuned label is reported as "<label> (tuned)" with the selected configuration of '
+        'its problem, beside its start "<label> (default)"; candidates ran on the tuning '
+        "seeds only, apart from the reported seeds. Score: the rule's value of the selected "
+        "candidate; runs, seconds (optimizer time, summed) and failed runs: the whole search."
     ),
 }
 """Table name (every one of :data:`TABLE_TITLES`) -> footnote that holds for every
@@ -188,6 +215,41 @@ _COLUMNS = {
     "batch_size": ("mini-batch size (none: full batch)", "samples"),
     "fidelity": ("whether fidelity to the dense natural gradient was recorded", ""),
     "seeds": ("seeds of the runs", ""),
+    "tuning": (
+        "how the configuration was chosen: tuned per problem (tuning table), default "
+        "(untuned) start of a tuned label, or not tuned",
+        "",
+    ),
+    "problems": ("problems the configuration ran on", ""),
+    "n_reached": ("runs that reached the training-loss target", "runs"),
+    **{
+        f"{stat}_{q}": (f"{what} to the training-loss target, {how} over the runs", unit)
+        for stat, what, unit in (
+            ("updates", "updates (iterations)", "updates"),
+            ("epochs", "epochs (updates × batch size / training samples)", "epochs"),
+            ("time", "optimizer time", "seconds"),
+        )
+        for q, how in (
+            ("median", "median"),
+            ("q25", "25 % quantile"),
+            ("q75", "75 % quantile"),
+        )
+    },
+    "final_loss_median": ("training loss at the last recorded iteration, median", "loss units"),
+    "test_metric_median": (
+        "test metric at the last recorded iteration, median (accuracy; MSE for autoencoders)",
+        "accuracy or MSE",
+    ),
+    "target_gap": ("fraction of the initial gap L0 - F* left at the target", "ratio"),
+    "space": ("search space: knob -> values tried (JSON)", "as configured"),
+    "selected": ("the selected point of the search space (JSON)", "as configured"),
+    "rule": ("selection rule, declared before any run", ""),
+    "score": ("the selected candidate's value of the rule (median final loss)", "loss units"),
+    "tuning_seeds": ("seeds of the tuning runs (apart from the reported seeds)", ""),
+    "candidates": ("points of the search space tried", "configurations"),
+    "runs": ("tuning runs: candidates × tuning seeds", "runs"),
+    "seconds": ("optimizer time of the tuning runs, summed", "seconds"),
+    "failed_runs": ("tuning runs that diverged, failed or ended non-finite", "runs"),
 }
 _PARAMS = {
     "fisher": ("Fisher type", '"exact": the true Fisher (labels drawn from the model).'),
@@ -227,8 +289,9 @@ def spread_place(median: float, q25: float, q75: float, digits: int) -> float | 
 
 def _unit_place(table: pd.DataFrame, column: str, x) -> float | None:
     """Place of the last digit shown of ``x`` in a ``column`` whose unit a table made
-    outside the report names (module doc); None (6 significant figures) otherwise."""
-    unit = table.attrs.get("columns", {}).get(column, ("", ""))[1]
+    outside the report names (module doc), or the report's own column documentation
+    names (``seconds`` of the tuning table); None (6 significant figures) otherwise."""
+    unit = table.attrs.get("columns", {}).get(column, _COLUMNS.get(column, ("", "")))[1]
     if unit == "seconds":
         return spread_place(x, np.nan, np.nan, TIME_DIGITS)
     if unit == "ratio":
@@ -492,7 +555,11 @@ def _hyperparameter_grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid
     if "exact" in set(table["solver"]):
         notes.append(_LABEL_NOTE)
     notes += [f"{p} ({_PARAMS[p][0]}) {_PARAMS[p][1]}" for p in sorted(params)]
-    header = ["", *(style.escape(s) for s in table["solver"])]
+    labels = table["solver"].astype(str)
+    repeated = labels.duplicated(keep=False)
+    if "problems" in table.columns:  # a label tuned per problem: a column per problem
+        labels = labels.where(~repeated, labels + ": " + table["problems"].astype(str))
+    header = ["", *(style.escape(s) for s in labels)]
     caption = f"{len(table)} solver configurations (columns: solver labels)."
     return _Grid(header, rows, [False] * (len(table) + 1), 1, caption, notes)
 
@@ -539,11 +606,85 @@ def _long_grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid:
     return _Grid(header, rows, numeric, n_keys, "", [n for n in notes if n])
 
 
+_TARGET_CELLS = (("updates", COUNT_DIGITS), ("epochs", COUNT_DIGITS), ("time", TIME_DIGITS))
+"""Statistics of the training-loss target table shown as "median [q25, q75]" cells."""
+_QUANTILES = ("median", "q25", "q75")
+
+
+def _target_grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid:
+    """The training-loss target table: a row per (problem, solver), "k/n" runs that
+    reached it, then median [q25, q75] of updates, epochs (left out when equal to the
+    updates in every row: full batch) and seconds, then the final loss and test metric."""
+    full_batch = all(table[f"epochs_{q}"].equals(table[f"updates_{q}"]) for q in _QUANTILES)
+    cells = [(s, d) for s, d in _TARGET_CELLS if not (s == "epochs" and full_batch)]
+    rows, used = [], set()
+    for _, r in table.iterrows():
+        row = [
+            _problem_label(r["problem"], r["reference"], style),
+            style.escape(str(r["solver"])),
+            f"{int(r['n_reached'])}/{int(r['n_runs'])}",
+        ]
+        for stat, digits in cells:
+            m, a, b = (r[f"{stat}_{q}"] for q in _QUANTILES)
+            if np.isfinite(m):
+                place = spread_place(m, a, b, digits)
+                row.append(style.spread(*(_number(v, style, place) for v in (m, a, b))))
+                used.update("inf" for v in (a, b) if np.isinf(v))
+            else:
+                row.append(style.nan if np.isnan(m) else style.never)
+                used.add("nan" if np.isnan(m) else "never")
+        row += [_number(r[c], style) for c in ("final_loss_median", "test_metric_median")]
+        rows.append(row)
+    gap = table.attrs.get("target_gap", table["target_gap"].iloc[0] if len(table) else None)
+    gap_text = "gap" if gap is None else _number(gap, _PLAIN)
+    caption = (
+        f"Median [q25, q75] over the runs until loss − F* ≤ {gap_text} · (L0 − F*); "
+        "reached: runs that reached it / runs."
+    )
+    notes = [TABLE_NOTES[name]]
+    if full_batch and len(table):
+        notes.append("Epochs = updates in every row (full batch): not shown.")
+    if "never" in used:
+        notes.append("—: the median run did not reach the target within its budget.")
+    if "inf" in used:
+        notes.append("∞ in brackets: the runs at that quartile did not reach the target.")
+    if "nan" in used:
+        notes.append("–: no reference F* for these runs.")
+    notes.append(_reference_note(table["reference"]))
+    if "exact" in set(table["solver"]):
+        notes.append(_LABEL_NOTE)
+    header = ["problem", "solver", "reached", *(s if s != "time" else "seconds" for s, _ in cells)]
+    header += ["final loss", "test metric"]
+    numeric = [False, False] + [True] * (len(header) - 2)
+    return _Grid(header, rows, numeric, 2, caption, [n for n in notes if n])
+
+
+def _json_text(text) -> str:
+    """A JSON object of knobs as text for reading: ``{"lr": [0.1, 1]}`` -> "lr = 0.1, 1"
+    (also from the mapping itself); any other cell as it is."""
+    try:
+        value = json.loads(text) if isinstance(text, str) else text
+    except ValueError:
+        value = text
+    if not isinstance(value, Mapping):
+        return str(text)
+
+    def text_of(v) -> str:
+        return ", ".join(_value(e, _PLAIN) for e in v) if isinstance(v, list) else _value(v, _PLAIN)
+
+    return "; ".join(f"{k} = {text_of(v)}" for k, v in value.items())
+
+
 def _grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid:
     if name.startswith("headline_"):
         return _headline_grid(name, table, style)
     if name == "hyperparameters":
         return _hyperparameter_grid(name, table, style)
+    if name == "to_target":
+        return _target_grid(name, table, style)
+    if name == "tuning":
+        readable = {c: table[c].map(_json_text) for c in ("space", "selected") if c in table}
+        return _long_grid(name, table.assign(**readable), style)
     return _long_grid(name, table, style)
 
 
@@ -704,7 +845,7 @@ def _column_doc(name: str, column: str, table: pd.DataFrame) -> dict[str, str]:
     if column in table.attrs.get("columns", {}):
         description, unit = table.attrs["columns"][column]
         return {"description": description, "unit": unit}
-    fixed = ("solver", "config_id", "algorithm", *BUDGET, "seeds")
+    fixed = ("solver", "config_id", "algorithm", "tuning", "problems", *BUDGET, "seeds")
     if name == "hyperparameters" and column not in fixed:
         what = _PARAMS.get(column, (column,))[0]
         return {
@@ -779,3 +920,42 @@ def _write_folder(out_dir: Path, files: Mapping[str, bytes]) -> list[Path]:
         write_if_changed(out_dir / name, data)
         paths.append(out_dir / name)
     return paths
+
+
+def _json_safe(value):
+    """``value`` with non-finite floats as text ("inf", "-inf", "nan"): strict JSON."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return str(float(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def write_findings(
+    findings: Sequence[Mapping], out_dir: str | Path, provenance_dict: Mapping
+) -> list[Path]:
+    """Write :func:`.metrics.findings` as ``findings.json`` and ``findings.md``.
+
+    ``findings.json``: ``{"title", "findings": [...], "provenance"}``, strict JSON (a
+    median that never reached the target is the text ``"inf"``). ``findings.md``: the
+    statements as a list (the summary last), with the provenance summary in an HTML
+    comment like the tables. Files are rewritten only when their bytes change.
+
+    Returns
+    -------
+    list of Path
+        ``[findings.json, findings.md]``.
+    """
+    title = "Findings: natural gradient against the best tuned baseline, per problem"
+    doc = {"title": title, "findings": _json_safe(list(findings)), "provenance": provenance_dict}
+    text = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
+    lines = ["<!--", "provenance (complete record: findings.json):"]
+    lines += [f"  {k}: {v}".replace("--", "- -") for k, v in _prov_items(provenance_dict)]
+    lines += ["-->", "", f"**{_md_escape(title)}**", ""]
+    lines += [f"- {_md_escape(f['statement'])}" for f in findings]
+    files = {"findings.json": text, "findings.md": "\n".join(lines) + "\n"}
+    return _write_folder(Path(out_dir), {k: v.encode("utf-8") for k, v in files.items()})
