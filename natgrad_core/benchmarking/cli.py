@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ..optim import SOLVERS
 from .compare import SAME_TOLERANCE, TIME_THRESHOLD, compare
-from .grid import DEFAULT_SOLVERS, SUITE_BUDGETS, load_config, run_grid, with_seeds
+from .grid import DEFAULT_SOLVERS, load_config, run_grid, suite_config, with_seeds
 from .peers import MIN_REPEATS
 from .problems import PROBLEMS, SUITES
 from .scaling import ITERATIONS, REPEATS, sweeps
@@ -48,11 +48,15 @@ def _cmd_list(args) -> int:
     if what in ("suites", "all"):
         print("suites:")
         for name, problems in SUITES.items():
-            b = SUITE_BUDGETS[name]
+            c = suite_config(name)
+            budget = f"max_iter={c.max_iter}" if c.epochs is None else f"epochs={c.epochs}"
+            if c.batch_size:
+                budget += f", batch_size={c.batch_size}"
+            tuned = f", tuned: {', '.join(c.tune.labels)}" if c.tune is not None else ""
             print(
-                f"  {name:8s} {len(problems)} problems x {len(DEFAULT_SOLVERS)} solvers x "
-                f"{len(b['seeds'])} seeds, max_iter={b['max_iter']}, "
-                f"time_limit={b['time_limit']:g}s: {', '.join(problems)}"
+                f"  {name:16s} {len(problems)} problems x {len(c.solvers)} solvers x "
+                f"{len(c.seeds)} seeds, {budget}, "
+                f"time_limit={c.time_limit:g}s{tuned}: {', '.join(problems)}"
             )
     return 0
 
@@ -66,7 +70,7 @@ def _stored_runs(store: ResultsStore, config=None):
 
 
 def _report(
-    store: ResultsStore, frame, config=None, refresh: bool = False, tuning=None
+    store: ResultsStore, frame, config=None, refresh: bool = False, tuning=None, target_gap=None
 ) -> Path | None:
     """The report on ``frame`` (runs stored in ``store``) of ``config``, or of every stored
     run if None, with the ``tuning`` table (default: the one stored under
@@ -85,6 +89,7 @@ def _report(
         records=store.records(),
         refresh=refresh,
         tuning=tuning,
+        target_gap=target_gap if target_gap is not None else getattr(config, "target_gap", None),
     )
     labels = set(frame["solver"])
     separated = sorted(set(separate_configurations(frame)["solver"]) - labels)
@@ -97,6 +102,8 @@ def _report(
     return index
 
 
+OWN_FOLDER_SUITES = ("stochastic", "stochastic-quick")
+"""Suites whose default results folder is ``results/<suite>``, beside the quick suite's."""
 TUNING_FOLDER = "tuning"
 """Folder of a results folder holding the tuning phase's runs (a results store)."""
 SELECTION_FILE = "selection.json"
@@ -164,7 +171,30 @@ def _digits(value: float, significant: int) -> str:
     return f"{float(text):.0f}" if "e+" in text else text
 
 
+def _resolve_suite(args) -> str | None:
+    """Apply ``--quick`` (a suite's reduced variant, ``<suite>-quick``) and the default
+    ``--out`` (``results``; a suite of its own folder: ``results/<suite>``) to ``args``;
+    an error message, or None."""
+    if args.quick:
+        quick = f"{args.config}-quick"
+        if quick not in SUITES:
+            variants = sorted(n.removesuffix("-quick") for n in SUITES if n.endswith("-quick"))
+            return (
+                f"--quick: {args.config!r} has no quick variant; expected one of {variants} "
+                "(the quick suite itself is `natgrad run quick`)"
+            )
+        args.config = quick
+    if args.out is None:
+        own = args.config in OWN_FOLDER_SUITES
+        args.out = str(Path("results", args.config)) if own else "results"
+    return None
+
+
 def _cmd_run(args) -> int:
+    problem = _resolve_suite(args)
+    if problem is not None:
+        print(f"natgrad {args.command}: {problem}", file=sys.stderr)
+        return 2
     try:
         config = load_config(args.config)
         if args.seeds:
@@ -424,6 +454,10 @@ def _dry_run(config, store: ResultsStore) -> int:
 
 
 def _cmd_tune(args) -> int:
+    problem = _resolve_suite(args)
+    if problem is not None:
+        print(f"natgrad tune: {problem}", file=sys.stderr)
+        return 2
     try:
         config = load_config(args.config)
     except ValueError as exc:
@@ -455,7 +489,7 @@ def _cmd_report(args) -> int:
         )
     store = ResultsStore(args.results or args.out or "results")
     try:
-        index = _report(store, _stored_runs(store))
+        index = _report(store, _stored_runs(store), target_gap=args.target_gap)
     except ValueError as exc:  # run files of another schema version
         print(f"natgrad report: {exc}", file=sys.stderr)
         return 2
@@ -744,8 +778,14 @@ def _run_arguments(p) -> None:
     )
     p.add_argument(
         "--out",
-        default="results",
-        help="results folder to store the runs and write the report in (default: results)",
+        help="results folder to store the runs and write the report in (default: results; "
+        "for the stochastic suites results/stochastic and results/stochastic-quick)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="the suite's reduced variant (stochastic: stochastic-quick, about 3 minutes), "
+        "as CI runs it",
     )
     p.add_argument(
         "--n-jobs",
@@ -867,6 +907,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out",
         help="deprecated: the results folder, now given as RESULTS (natgrad report RESULTS)",
+    )
+    p.add_argument(
+        "--target-gap",
+        type=float,
+        metavar="RHO",
+        help="add the training-loss target table and the findings: a run reaches the target "
+        "when loss - F* <= RHO (L0 - F*), 0 < RHO < 1 (natgrad run takes it from the "
+        "configuration's [run].target_gap)",
     )
     p = _add_command(
         sub,

@@ -77,8 +77,8 @@ SUITE_BUDGETS = {
 FULL_BATCH_TUNING = TuneSpec(
     seeds=(100, 101),
     spaces=(
-        ("momentum", (("learning_rate", (0.01, 0.03, 0.1, 0.3, 1.0)),)),
-        ("adam", (("learning_rate", (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)),)),
+        ("momentum", (("learning_rate", (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)),)),
+        ("adam", (("learning_rate", (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)),)),
     ),
 )
 """The search of the full-batch suites (quick, full): the learning rates of momentum and

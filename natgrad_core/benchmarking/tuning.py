@@ -186,6 +186,9 @@ class Selection:
     n_runs: int
     seconds: float
     n_failed: int
+    edges: tuple = ()
+    """Numeric knobs whose selected value is the first or last of their list: the best
+    value may lie outside the space searched (widen it)."""
 
     def tuned(self, base: SolverConfig) -> SolverConfig:
         """The chosen configuration labelled ``"<label> (tuned)"``."""
@@ -232,20 +235,34 @@ def select(
                 seconds += float(rows["time"].astype(np.float64).fillna(0.0).sum())
                 n_failed += int(rows["failed"].sum())
             best = int(np.argmin(scores))  # the first of equal scores
+            point = points(spec, solver.label)[best]
             out.append(
                 Selection(
                     problem.name,
                     solver.label,
                     cands[best],
-                    points(spec, solver.label)[best],
+                    point,
                     scores[best],
                     len(cands),
                     n_runs,
                     seconds,
                     n_failed,
+                    _edges(spec.space(solver.label), point),
                 )
             )
     return out
+
+
+def _edges(space: dict, point: dict) -> tuple:
+    """The numeric knobs (more than one value) whose selected value is an end of the range
+    searched."""
+    out = []
+    for knob, values in space.items():
+        numeric = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if len(numeric) > 1 and len(numeric) == len(values):
+            if point[knob] in (min(numeric), max(numeric)):
+                out.append(knob)
+    return tuple(out)
 
 
 def tuning_grid(config):
@@ -291,7 +308,8 @@ def tuning_table(spec: TuneSpec, selections: Sequence[Selection]) -> pd.DataFram
     point and its score, and the cost (candidates, runs, optimizer seconds, failed runs).
 
     Columns problem, solver (the reported ``"(tuned)"`` label), algorithm, space (JSON),
-    selected (JSON), rule, score, tuning_seeds, candidates, runs, seconds, failed_runs.
+    selected (JSON), rule, score, tuning_seeds, candidates, runs, seconds, failed_runs,
+    edge_of_space (the knobs selected at an end of their range, comma-separated).
     """
     rows = [
         {
@@ -307,6 +325,7 @@ def tuning_table(spec: TuneSpec, selections: Sequence[Selection]) -> pd.DataFram
             "runs": s.n_runs,
             "seconds": s.seconds,
             "failed_runs": s.n_failed,
+            "edge_of_space": ", ".join(s.edges),
         }
         for s in selections
     ]
@@ -323,5 +342,6 @@ def tuning_table(spec: TuneSpec, selections: Sequence[Selection]) -> pd.DataFram
         "runs",
         "seconds",
         "failed_runs",
+        "edge_of_space",
     ]
     return pd.DataFrame(rows, columns=columns)

@@ -138,7 +138,9 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
     return dict(sub.choices)
 
 
-@pytest.mark.parametrize("command", [None, "list", "run", "report", "compare", "peers", "scaling"])
+@pytest.mark.parametrize(
+    "command", [None, "list", "run", "tune", "report", "compare", "peers", "scaling"]
+)
 def test_help_exits_0_and_reads_without_markup(command, capsys):
     argv = ["--help"] if command is None else [command, "--help"]
     with pytest.raises(SystemExit) as exc:
@@ -156,7 +158,7 @@ def test_every_command_and_argument_has_help():
     }
     assert set(parsers) == {
         "natgrad",
-        *(f"natgrad {c}" for c in ("list", "run", "report", "compare", "peers", "scaling")),
+        *(f"natgrad {c}" for c in ("list", "run", "tune", "report", "compare", "peers", "scaling")),
     }
     for name, parser in parsers.items():
         assert parser.description and parser.description.strip(), name

@@ -381,7 +381,20 @@ def _tuning_cost(table: pd.DataFrame) -> str:
         f"{float(table['seconds'].sum()):.3g} optimizer seconds in all; "
         f"{int(table['failed_runs'].sum())} of the runs failed. Selection rule: "
         f"{html.escape(', '.join(sorted(set(map(str, table['rule'])))))}, declared before "
-        "any run.</p>"
+        f"any run.{_edge_note(table)}</p>"
+    )
+
+
+def _edge_note(table: pd.DataFrame) -> str:
+    """The selections at an end of the range searched, said (the best may lie beyond)."""
+    if "edge_of_space" not in table.columns:
+        return ""
+    edge = table["edge_of_space"].fillna("").astype(str).str.len() > 0
+    if not edge.any():
+        return " Every selected value lies inside the range searched."
+    return (
+        f" {int(edge.sum())} of the {len(table)} selections lie at an end of the range "
+        "searched (column edge_of_space): a better value may lie beyond it."
     )
 
 

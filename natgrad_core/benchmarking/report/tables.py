@@ -250,6 +250,11 @@ _COLUMNS = {
     "runs": ("tuning runs: candidates × tuning seeds", "runs"),
     "seconds": ("optimizer time of the tuning runs, summed", "seconds"),
     "failed_runs": ("tuning runs that diverged, failed or ended non-finite", "runs"),
+    "edge_of_space": (
+        "knobs whose selected value is an end of the range searched (the best may lie "
+        "outside it); empty if none",
+        "",
+    ),
 }
 _PARAMS = {
     "fisher": ("Fisher type", '"exact": the true Fisher (labels drawn from the model).'),
