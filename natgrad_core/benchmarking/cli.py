@@ -89,7 +89,7 @@ def _report(
         records=store.records(),
         refresh=refresh,
         tuning=tuning,
-        target_gap=target_gap if target_gap is not None else getattr(config, "target_gap", None),
+        target_gap=target_gap if target_gap is not None else _target_gaps(config),
     )
     labels = set(frame["solver"])
     separated = sorted(set(separate_configurations(frame)["solver"]) - labels)
@@ -108,6 +108,12 @@ TUNING_FOLDER = "tuning"
 """Folder of a results folder holding the tuning phase's runs (a results store)."""
 SELECTION_FILE = "selection.json"
 """The tuning table (:func:`tuning.tuning_table`) under the tuning folder."""
+
+
+def _target_gaps(config) -> dict | None:
+    """The configuration's training-loss targets per problem, or None."""
+    gaps = {} if config is None else config.target_gaps()
+    return gaps or None
 
 
 def _stored_tuning(store: ResultsStore):

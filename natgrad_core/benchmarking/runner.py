@@ -147,6 +147,7 @@ class RunSpec:
     record_every: int = 1
     reference: ReferenceSpec | None = None
     dense_flop_limit: float = DENSE_FLOP_LIMIT
+    records_per_epoch: int | None = None
 
     def config(self) -> dict:
         config = {
@@ -165,11 +166,22 @@ class RunSpec:
             config["epochs"] = self.epochs
         if self.record_every != 1:
             config["record_every"] = self.record_every
+        if self.records_per_epoch is not None:
+            config["records_per_epoch"] = self.records_per_epoch
         if self.reference is not None and not self.problem.convex:
             config["reference"] = self.reference.to_dict()
         if self.dense_flop_limit != DENSE_FLOP_LIMIT:
             config["dense_flop_limit"] = self.dense_flop_limit
         return config
+
+    def record_interval(self, n_train: int) -> int:
+        """Steps between full-data records: ``record_every``, or with
+        ``records_per_epoch`` that many records per pass over the data (at least one
+        step apart), so that recording costs the same share of every problem."""
+        if self.records_per_epoch is None:
+            return self.record_every
+        batch = self.batch_size or n_train
+        return max(1, -(-n_train // batch) // self.records_per_epoch)
 
     def updates(self, n_train: int) -> int:
         """The run's budget in optimizer steps: ``max_iter``, or with ``epochs`` that many
@@ -428,7 +440,7 @@ def execute(
                     tol=spec.tol,
                     time_limit=spec.time_limit,
                     callback=recorder,
-                    record_every=spec.record_every,
+                    record_every=spec.record_interval(data.X_train.shape[0]),
                     **common,
                 )
             status, message = result.status, result.message

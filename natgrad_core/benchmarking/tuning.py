@@ -57,6 +57,8 @@ RULES = {
     ),
 }
 """Selection rules -> what they select."""
+FINAL_ONLY = 2**31 - 1
+"""``record_every`` of the tuning runs: the driver records the start and the last step."""
 TUNED_SUFFIX = " (tuned)"
 DEFAULT_SUFFIX = " (default)"
 _SPACE_KEYS = {"batch_size"}
@@ -267,13 +269,23 @@ def _edges(space: dict, point: dict) -> tuple:
 
 def tuning_grid(config):
     """The tuning phase of ``config`` (a GridConfig with ``tune``): every candidate of
-    every tuned label, on the tuning seeds, under the grid's budget."""
+    every tuned label, on the tuning seeds, under the grid's budget, recording only the
+    start and the end (:data:`FINAL_ONLY`)."""
     spec = config.tune
     solvers = tuple(
         cand for s in config.solvers if s.label in spec.labels for cand in candidates(spec, s)
     )
+    # the rule reads only the final loss: no curve is recorded (one full-data evaluation
+    # at the start and one at the end), and no fidelity
     return replace(
-        config, name=f"{config.name}-tuning", solvers=solvers, seeds=spec.seeds, tune=None
+        config,
+        name=f"{config.name}-tuning",
+        solvers=solvers,
+        seeds=spec.seeds,
+        tune=None,
+        record_every=FINAL_ONLY,
+        records_per_epoch=None,
+        fidelity=False,
     )
 
 

@@ -187,7 +187,7 @@ def build_report(
     tables |= {"step_diagnostics": long.pop("step_diagnostics"), **long}
     table_files = write_tables(tables, out_dir / "tables", record)
     if target_gap is not None:
-        found = findings(tables["to_target"], target_gap)
+        found = findings(tables["to_target"])
         table_files += write_findings(found, out_dir / "tables", record)
     figures = make_figures(frame, out_dir / "figures", eps, provenance_dict=record)
     index = write_html(out_dir, tables, figures, record)

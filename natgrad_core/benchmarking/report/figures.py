@@ -260,6 +260,9 @@ def _time_curves(group: pd.DataFrame, column: str, grid: np.ndarray) -> np.ndarr
         run = run[np.isfinite(run["time"].to_numpy(dtype=np.float64))]
         times = run["time"].to_numpy(dtype=np.float64)
         vals = run[column].to_numpy(dtype=np.float64)
+        if times.size == 0:  # a skipped or failed run: nothing recorded in time
+            columns.append(np.full(grid.shape, np.nan))
+            continue
         idx = np.searchsorted(times, grid, side="right") - 1
         columns.append(np.where(idx >= 0, vals[np.maximum(idx, 0)], np.nan))
     return np.column_stack(columns)

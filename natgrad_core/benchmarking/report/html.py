@@ -349,10 +349,9 @@ def headline_reading(
 def _findings_html(table: pd.DataFrame) -> str:
     """The findings of the training-loss target table: the summary as a reading, then
     one item per problem."""
-    gap = table.attrs.get("target_gap", table["target_gap"].iloc[0] if len(table) else None)
-    if gap is None:
+    if not len(table):
         return ""
-    *per_problem, summary = findings(table, gap)
+    *per_problem, summary = findings(table)
     if not per_problem:
         return (
             '<p class="note">No problem has both a natural-gradient and a baseline run, so '

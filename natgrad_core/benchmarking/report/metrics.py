@@ -685,7 +685,19 @@ BASELINES = tuple(s for s in SOLVERS if s not in PRECONDITIONERS)
 _TARGET_STATS = ("updates", "epochs", "time")
 
 
-def to_target(frame: pd.DataFrame, target_gap: float) -> pd.DataFrame:
+def _gaps(frame: pd.DataFrame, target_gap) -> pd.Series:
+    """The target gap of every row: ``target_gap`` (a number, or a mapping problem ->
+    number: problems it does not name get NaN, i.e. no target), each in (0, 1)."""
+    values = target_gap.values() if isinstance(target_gap, Mapping) else [target_gap]
+    for value in values:
+        if not (isinstance(value, (int, float, np.floating)) and 0 < value < 1):
+            raise ValueError(f"target_gap must be a number in (0, 1), got {value!r}.")
+    if isinstance(target_gap, Mapping):
+        return frame["problem"].map(lambda p: float(target_gap.get(p, np.nan)))
+    return pd.Series(float(target_gap), index=frame.index)
+
+
+def to_target(frame: pd.DataFrame, target_gap) -> pd.DataFrame:
     """Updates, epochs and seconds until the training loss closes all but ``target_gap``
     of its initial gap to F*: the headline measure of mini-batch runs.
 
@@ -704,8 +716,9 @@ def to_target(frame: pd.DataFrame, target_gap: float) -> pd.DataFrame:
     ----------
     frame : DataFrame
         Results table following :data:`store.SCHEMA`.
-    target_gap : float
-        Fraction of the initial gap left at the target, in (0, 1).
+    target_gap : float or mapping of str to float
+        Fraction of the initial gap left at the target, in (0, 1); or one per problem
+        (problems it does not name have no target: NaN costs).
 
     Returns
     -------
@@ -714,17 +727,18 @@ def to_target(frame: pd.DataFrame, target_gap: float) -> pd.DataFrame:
         algorithm, reference, n_runs, n_reached, ``{updates,epochs,time}_{median,q25,q75}``
         (over the runs, :func:`_quantile`: +inf kept), final_loss_median and
         test_metric_median (at the runs' last rows), target_gap; sorted by problem and
-        solver. ``attrs`` holds ``target_gap``.
+        solver. ``attrs`` holds ``target_gap`` when it is one number for every problem.
     """
-    if not (isinstance(target_gap, (int, float, np.floating)) and 0 < target_gap < 1):
-        raise ValueError(f"target_gap must be a number in (0, 1), got {target_gap!r}.")
+    _gaps(frame.head(0), target_gap)  # validated before any work
     f = _with_reference(separate_configurations(frame))
     f = f.sort_values(["run_key", "iteration"], kind="stable")
     sub = f["suboptimality"].astype(np.float64)
     first = sub.groupby(f["run_key"], sort=True).head(1)  # L0 - F*, NaN kept (no reference)
     first.index = f.loc[first.index, "run_key"]
     start = f["run_key"].map(first)
-    hit = f[sub <= target_gap * start].groupby("run_key", sort=False).head(1).set_index("run_key")
+    gap = _gaps(f, target_gap)
+    first = first.where(gap.groupby(f["run_key"], sort=True).first().notna())  # no target
+    hit = f[sub <= gap * start].groupby("run_key", sort=False).head(1).set_index("run_key")
     batch = hit["batch_size"].astype(np.float64)
     full = batch.where(batch > 0, hit["n_train"].astype(np.float64))
     costs = pd.DataFrame(
@@ -755,9 +769,10 @@ def to_target(frame: pd.DataFrame, target_gap: float) -> pd.DataFrame:
             table[f"{stat}_{q}"] = spread[q]
     table["final_loss_median"] = g["loss"].agg(lambda s: _quantile(s.to_numpy(), 0.5))
     table["test_metric_median"] = g["test_metric"].agg(lambda s: _quantile(s.to_numpy(), 0.5))
-    table["target_gap"] = float(target_gap)
     table = table.reset_index()
-    table.attrs["target_gap"] = float(target_gap)
+    table["target_gap"] = _gaps(table, target_gap).to_numpy()
+    if not isinstance(target_gap, Mapping):
+        table.attrs["target_gap"] = float(target_gap)
     return table
 
 
@@ -852,7 +867,7 @@ def _finding(problem: str, ng: pd.Series, bl: pd.Series, tuned: bool, gap: str) 
     }
 
 
-def findings(table: pd.DataFrame, target_gap: float) -> list[dict]:
+def findings(table: pd.DataFrame, target_gap=None) -> list[dict]:
     """What the training-loss target table says about natural gradient against the
     baselines, as sentences computed from its numbers.
 
@@ -866,8 +881,9 @@ def findings(table: pd.DataFrame, target_gap: float) -> list[dict]:
     ----------
     table : DataFrame
         :func:`to_target`'s table.
-    target_gap : float
-        Its target gap (named in the statements).
+    target_gap : float, optional
+        Its target gap (named in the statements); default: each problem's own, the
+        table's column ``target_gap``.
 
     Returns
     -------
@@ -883,9 +899,12 @@ def findings(table: pd.DataFrame, target_gap: float) -> list[dict]:
         untuned_baselines (problems compared with an untuned baseline) and
         ``statement``.
     """
-    gap = f"{target_gap:g}"
     out = []
+    gaps = set()
     for problem, rows in table.groupby("problem", sort=True):
+        own = target_gap if target_gap is not None else rows["target_gap"].iloc[0]
+        gap = f"{own:g}"
+        gaps.add(gap)
         ng = rows[rows["algorithm"].isin(NATURAL_GRADIENT)]
         bl = rows[rows["algorithm"].isin(BASELINES)]
         tuned = bl[bl["solver"].str.endswith(TUNED_SUFFIX)]
@@ -897,6 +916,7 @@ def findings(table: pd.DataFrame, target_gap: float) -> list[dict]:
     fewer = sum(f["ng_fewer_updates"] for f in out)
     less = sum(f["ng_less_time"] for f in out)
     untuned = sum(not f["baseline_tuned"] for f in out)
+    gap = gaps.pop() if len(gaps) == 1 else "each problem's own"
     text = (
         f"The best natural-gradient solver reaches the training-loss target (gap ≤ {gap}) "
         f"in fewer median updates than the best tuned baseline on {fewer} of {n} problems "

@@ -623,9 +623,13 @@ def _target_grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid:
     full_batch = all(table[f"epochs_{q}"].equals(table[f"updates_{q}"]) for q in _QUANTILES)
     cells = [(s, d) for s, d in _TARGET_CELLS if not (s == "epochs" and full_batch)]
     rows, used = [], set()
+    per_problem = len(set(table["target_gap"])) > 1
     for _, r in table.iterrows():
+        label = _problem_label(r["problem"], r["reference"], style)
+        if per_problem:  # each problem's own target, named with it
+            label += style.escape(f" (ρ = {_number(r['target_gap'], _PLAIN)})")
         row = [
-            _problem_label(r["problem"], r["reference"], style),
+            label,
             style.escape(str(r["solver"])),
             f"{int(r['n_reached'])}/{int(r['n_runs'])}",
         ]
@@ -640,8 +644,9 @@ def _target_grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid:
                 used.add("nan" if np.isnan(m) else "never")
         row += [_number(r[c], style) for c in ("final_loss_median", "test_metric_median")]
         rows.append(row)
-    gap = table.attrs.get("target_gap", table["target_gap"].iloc[0] if len(table) else None)
-    gap_text = "gap" if gap is None else _number(gap, _PLAIN)
+    gaps = set(table["target_gap"]) if len(table) else set()
+    gap = table.attrs.get("target_gap", gaps.pop() if len(gaps) == 1 else None)
+    gap_text = "ρ (column target_gap)" if gap is None else _number(gap, _PLAIN)
     caption = (
         f"Median [q25, q75] over the runs until loss − F* ≤ {gap_text} · (L0 − F*); "
         "reached: runs that reached it / runs."
