@@ -130,6 +130,15 @@ def _stored_tuning(store: ResultsStore):
         return None
 
 
+def _findings_text(frame, gaps) -> str:
+    """The findings of a grid with training-loss targets, one statement per line."""
+    from .report.metrics import findings, to_target
+
+    return "\n".join(
+        ["findings:", *(f"  {f['statement']}" for f in findings(to_target(frame, gaps)))]
+    )
+
+
 def _fastest(frame) -> str:
     """Per problem: the tightest ε of ``DEFAULT_EPS`` that some solver reaches in the
     median over seeds, and the solvers with the smallest median time and work to it (work
@@ -284,7 +293,8 @@ def _run_checked(args, config, out: Path) -> int:
         print(f"natgrad run: the runs are stored, but cannot be summarized: {exc}", file=sys.stderr)
         return 1
     if not frame.empty:
-        print(_fastest(frame))
+        gaps = _target_gaps(config)
+        print(_fastest(frame) if gaps is None else _findings_text(frame, gaps))
     if not args.no_report:
         _report(store, frame, config, refresh=summary.n_ran > 0, tuning=tuning)
     return failed

@@ -158,7 +158,7 @@ SUITE_TABLES = {
         tune_seeds=[100, 101],
         momentum=[0.003, 0.01, 0.03, 0.1, 0.3, 1.0],
         adam=[3e-4, 1e-3, 3e-3, 1e-2, 3e-2],
-        damping=[1e-3, 1e-2, 1e-1],
+        damping=[1e-4, 1e-3, 1e-2, 1e-1, 1.0],
         batches=[64, 128, 256],
     ),
     "stochastic-quick": _stochastic(
@@ -172,7 +172,7 @@ SUITE_TABLES = {
         tune_seeds=[100],
         momentum=[0.01, 0.03, 0.1, 0.3],
         adam=[1e-3, 3e-3, 1e-2],
-        damping=[1e-2, 1e-1],
+        damping=[1e-3, 1e-2, 1e-1],
         batches=[128],
     ),
 }

@@ -276,7 +276,7 @@ def tuning_grid(config):
         cand for s in config.solvers if s.label in spec.labels for cand in candidates(spec, s)
     )
     # the rule reads only the final loss: no curve is recorded (one full-data evaluation
-    # at the start and one at the end), and no fidelity
+    # at the start and one at the end), no fidelity, and no long reference run
     return replace(
         config,
         name=f"{config.name}-tuning",
@@ -285,7 +285,13 @@ def tuning_grid(config):
         tune=None,
         record_every=FINAL_ONLY,
         records_per_epoch=None,
+        by_problem=tuple(
+            (name, tuple((k, v) for k, v in items if k != "records_per_epoch"))
+            for name, items in config.by_problem
+        ),
         fidelity=False,
+        reference=None,
+        reference_by_problem=(),
     )
 
 

@@ -18,7 +18,7 @@ import pytest
 from sklearn import datasets
 
 from natgrad_core.benchmarking import cli
-from natgrad_core.benchmarking.grid import DEFAULT_SOLVERS, SUITE_BUDGETS
+from natgrad_core.benchmarking.grid import DEFAULT_SOLVERS, suite_config
 from natgrad_core.benchmarking.problems import PROBLEMS, SUITES
 from natgrad_core.benchmarking.store import SCHEMA, ResultsStore
 from tests.benchmarking.tiny import (
@@ -102,7 +102,7 @@ def test_list_suites(capsys):
     for name, problems in SUITES.items():
         line = next(x for x in lines if x.split()[0] == name)
         assert f"{len(problems)} problems" in line
-        assert f"{len(SUITE_BUDGETS[name]['seeds'])} seeds" in line
+        assert f"{len(suite_config(name).seeds)} seeds" in line
 
 
 def test_list_rejects_unknown_topic(capsys):

@@ -23,6 +23,7 @@ from natgrad_core.benchmarking.grid import suite_config
 from natgrad_core.benchmarking.provenance import numerics_fingerprint
 from natgrad_core.benchmarking.runner import execute
 from natgrad_core.benchmarking.store import ResultsStore
+from natgrad_core.benchmarking.tuning import reported_grid, select
 
 RESULTS = Path(__file__).resolve().parents[2] / "results"
 LOSS_TOL = 1e-10
@@ -53,9 +54,18 @@ SAMPLE = [
     ("wine-logistic", "exact", 1),
     ("breast_cancer-logistic", "lbfgs", 2),
     ("wine-mlp", "cg", 0),
-    ("iris-mlp", "adam", 1),
+    ("iris-mlp", "adam (tuned)", 1),
+    ("digits-logistic", "momentum (default)", 0),
     ("iris-mlp", "ekfac", 2),
 ]
+
+
+@pytest.fixture(scope="module")
+def quick():
+    """The quick suite's reported grid, with the selections its committed tuning runs give."""
+    config = suite_config("quick")
+    tuning = ResultsStore(RESULTS / "tuning").load()
+    return reported_grid(config, select(config.tune, config.problems, config.solvers, tuning))
 
 
 @pytest.fixture(scope="module")
@@ -66,24 +76,18 @@ def committed():
     return frame
 
 
-def test_committed_results_cover_the_quick_suite(committed):
-    config = suite_config("quick")
-    expected = {
-        (p.name, s.label, seed)
-        for p in config.problems
-        for s in config.solvers
-        for seed in config.seeds
-    }
+def test_committed_results_cover_the_quick_suite(committed, quick):
+    expected = {(s.problem.name, s.solver.label, s.seed) for s in quick.specs()}
     got = set(committed.groupby(["problem", "solver", "seed"]).size().index)
     assert got == expected
     assert set(committed["status"]) <= {"converged", "target", "max_iter", "stalled"}
 
 
 @pytest.mark.parametrize(("problem", "solver", "seed"), SAMPLE)
-def test_rerun_reproduces_committed_rows(committed, tmp_path, problem, solver, seed):
+def test_rerun_reproduces_committed_rows(committed, quick, tmp_path, problem, solver, seed):
     spec = next(
         s
-        for s in suite_config("quick").specs()
+        for s in quick.specs()
         if (s.problem.name, s.solver.label, s.seed) == (problem, solver, seed)
     )
     old = (

@@ -15,13 +15,14 @@ from natgrad_core import NaturalGradientClassifier
 from natgrad_core.benchmarking import cli
 from natgrad_core.benchmarking.grid import (
     DEFAULT_SOLVERS,
-    SUITE_BUDGETS,
     config_from_dict,
     load_config,
     run_grid,
+    suite_config,
 )
 from natgrad_core.benchmarking.problems import SUITES
 from natgrad_core.benchmarking.store import SCHEMA, SCHEMA_VERSION, ResultsStore
+from natgrad_core.benchmarking.tuning import points
 from natgrad_core.optim import NaturalGradient
 from natgrad_core.optim.registry import RECOMMENDED, optimizer_params
 
@@ -157,9 +158,12 @@ def test_dry_run_prints_every_run_with_resolved_parameters_and_budget(tmp_path, 
 def test_dry_run_of_a_suite_lists_the_whole_grid(tmp_path, capsys):
     assert cli.main(["run", "quick", "--dry-run", "--out", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
-    n_runs = len(SUITES["quick"]) * len(RECOMMENDED) * len(SUITE_BUDGETS["quick"]["seeds"])
-    assert out.splitlines()[0].startswith(f"quick: {n_runs} runs")
+    tune = suite_config("quick").tune
+    n_points = sum(len(points(tune, label)) for label in tune.labels)
+    n_runs = len(SUITES["quick"]) * n_points * len(tune.seeds)
+    assert out.splitlines()[0].startswith(f"quick-tuning: {n_runs} runs")
     assert len(_blocks(out)) == n_runs
+    assert "(tuned)" in out.splitlines()[-1] and "(default)" in out.splitlines()[-1]
     assert not (tmp_path / "r").exists()
 
 

@@ -45,6 +45,7 @@ from natgrad_core.benchmarking.store import (
     ResultsStore,
     conform,
 )
+from natgrad_core.benchmarking.tuning import tuning_grid
 from natgrad_core.models import Objective
 from tests.benchmarking.tiny import TINY_PROBLEMS, TINY_SOLVERS, tiny_toml
 from tests.conftest import dense_reference_fisher, exact_output_fisher
@@ -684,10 +685,17 @@ def test_suite_config_with_overrides(tmp_path):
     quick = load_config("quick")
     assert quick.problems == tuple(get_problem(n) for n in SUITES["quick"])
     assert quick.solvers == DEFAULT_SOLVERS
-    assert len(quick.specs()) == len(SUITES["quick"]) * len(DEFAULT_SOLVERS) * 3
+    assert quick.specs() == []  # a tuned suite: its runs are known after the tuning phase
+    untuned = replace(quick, tune=None)
+    assert len(untuned.specs()) == len(SUITES["quick"]) * len(DEFAULT_SOLVERS) * 3
     path = tmp_path / "quicker.toml"
     path.write_text('[run]\nsuite = "quick"\nproblems = ["iris-mlp"]\nseeds = [5]\nmax_iter = 4\n')
-    config = load_config(str(path))
+    tuned = load_config(str(path))
+    assert tuned.tune == quick.tune  # the suite's search comes with it
+    assert {(s.problem.name, s.seed, s.max_iter) for s in tuning_grid(tuned).specs()} == {
+        ("iris-mlp", seed, 4) for seed in quick.tune.seeds
+    }
+    config = replace(tuned, tune=None)
     assert config.name == "quicker"
     assert [s.problem.name for s in config.specs()] == ["iris-mlp"] * len(DEFAULT_SOLVERS)
     assert {(s.seed, s.max_iter, s.time_limit) for s in config.specs()} == {

@@ -329,3 +329,63 @@ def test_the_stochastic_suites_are_valid_and_tune_their_baselines():
         assert {"sgd-momentum", "adam"} <= set(config.tune.labels)
         assert not set(config.tune.seeds) & set(config.seeds)
         assert config.epochs and config.batch_size and config.target_gap
+
+
+# --------------------------------------------------------------------------- per-problem keys
+MINI = {
+    "run": {
+        "problems": ["iris-mlp", "wine-mlp"],
+        "seeds": [0],
+        "epochs": 4,
+        "batch_size": 16,
+        "records_per_epoch": 2,
+        "target_gap": 0.1,
+        "by_problem": {"wine-mlp": {"epochs": 2, "target_gap": 0.3, "records_per_epoch": 1}},
+    },
+    "solver": [{"solver": "adam"}],
+    "reference": {
+        "solver": "lbfgs",
+        "max_iter": 30,
+        "by_problem": {"wine-mlp": {"max_iter": 7}},
+    },
+}
+
+
+def test_a_problem_can_have_its_own_budget_target_and_reference():
+    config = config_from_dict(MINI, "mini")
+    iris, wine = config.specs()
+    assert (iris.epochs, iris.records_per_epoch, iris.reference.max_iter) == (4, 2, 30)
+    assert (wine.epochs, wine.records_per_epoch, wine.reference.max_iter) == (2, 1, 7)
+    assert wine.reference.solver == "lbfgs"
+    assert config.target_gaps() == {"iris-mlp": 0.1, "wine-mlp": 0.3}
+    n_train = 133  # wine: 178 samples, 25% held out
+    assert wine.updates(n_train) == 2 * math.ceil(n_train / 16)
+    assert wine.record_interval(n_train) == math.ceil(n_train / 16)
+    assert iris.record_interval(112) == math.ceil(112 / 16) // 2
+
+
+@pytest.mark.parametrize(
+    "change, fragment",
+    [
+        ({"by_problem": {"digits-mlp": {"epochs": 2}}}, "no problem 'digits-mlp' in this grid"),
+        ({"by_problem": {"wine-mlp": {"max_iter": 2}}}, "unknown keys"),
+        ({"by_problem": {"wine-mlp": {"target_gap": 1.5}}}, r"target_gap must be in \(0, 1\)"),
+        ({"by_problem": {"wine-mlp": {"epochs": 0}}}, "epochs must be >= 1"),
+        ({"max_iter": 10}, "both max_iter and epochs"),
+        ({"record_every": 3}, "both record_every and records_per_epoch"),
+        ({"target_gap": 0.0}, "target_gap"),
+        ({"dense_flop_limit": -1.0}, "dense_flop_limit"),
+    ],
+)
+def test_bad_per_problem_and_budget_keys_are_refused(change, fragment):
+    raw = json.loads(json.dumps(MINI))
+    raw["run"].update(change)
+    with pytest.raises(ValueError, match=fragment):
+        config_from_dict(raw, "mini")
+
+
+def test_a_bad_reference_override_names_its_problem():
+    raw = json.loads(json.dumps(MINI))
+    raw["reference"]["by_problem"] = {"wine-mlp": {"batch_size": 8}}
+    with pytest.raises(ValueError, match=r"by_problem.wine-mlp\]: reference run: .*full-batch"):
+        config_from_dict(raw, "mini")

@@ -724,7 +724,9 @@ def to_target(frame: pd.DataFrame, target_gap) -> pd.DataFrame:
     -------
     DataFrame
         One row per (problem, solver, config_id) after :func:`separate_configurations`:
-        algorithm, reference, n_runs, n_reached, ``{updates,epochs,time}_{median,q25,q75}``
+        algorithm, reference, n_runs, n_skipped and skip_reason (runs not attempted, e.g.
+        an exact Fisher above the grid's dense_flop_limit, and the first one's reason),
+        n_reached, ``{updates,epochs,time}_{median,q25,q75}``
         (over the runs, :func:`_quantile`: +inf kept), final_loss_median and
         test_metric_median (at the runs' last rows), target_gap; sorted by problem and
         solver. ``attrs`` holds ``target_gap`` when it is one number for every problem.
@@ -756,12 +758,16 @@ def to_target(frame: pd.DataFrame, target_gap) -> pd.DataFrame:
             last[[*_GROUP, "algorithm", "reference"]],
             costs,
             last[["loss", "test_metric"]].astype(np.float64),
+            (last["status"] == "skipped").rename("skipped"),
+            last["message"].where(last["status"] == "skipped", "").rename("skip_reason"),
         ],
         axis=1,
     )
     g = runs.groupby(_GROUP, sort=True)
     table = g[["algorithm", "reference"]].first()
     table["n_runs"] = g.size()
+    table["n_skipped"] = g["skipped"].sum().astype(int)
+    table["skip_reason"] = g["skip_reason"].agg(lambda s: next((m for m in s if m), ""))
     table["n_reached"] = g["updates"].agg(lambda s: int(np.isfinite(s.to_numpy()).sum()))
     for stat in _TARGET_STATS:
         spread = _spread(g[stat])
@@ -872,7 +878,9 @@ def findings(table: pd.DataFrame, target_gap=None) -> list[dict]:
     baselines, as sentences computed from its numbers.
 
     Per problem: the best natural-gradient row (algorithm in :data:`NATURAL_GRADIENT`;
-    fewest median updates to the target, ties by median time) against the best tuned
+    fewest median updates to the target, ties by median time; when some are tuned, their
+    ``" (default)"`` starting configurations are left out, so tuned meets tuned) against
+    the best tuned
     baseline row (algorithm in :data:`BASELINES`, label ending ``" (tuned)"``), or the
     best baseline row when none is tuned (then named "untuned"). Problems without a row
     of either side are left out.
@@ -906,6 +914,8 @@ def findings(table: pd.DataFrame, target_gap=None) -> list[dict]:
         gap = f"{own:g}"
         gaps.add(gap)
         ng = rows[rows["algorithm"].isin(NATURAL_GRADIENT)]
+        if ng["solver"].str.endswith(TUNED_SUFFIX).any():  # tuned against tuned
+            ng = ng[~ng["solver"].str.endswith(DEFAULT_SUFFIX)]
         bl = rows[rows["algorithm"].isin(BASELINES)]
         tuned = bl[bl["solver"].str.endswith(TUNED_SUFFIX)]
         if ng.empty or bl.empty:

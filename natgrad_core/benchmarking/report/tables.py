@@ -222,6 +222,11 @@ _COLUMNS = {
     ),
     "problems": ("problems the configuration ran on", ""),
     "n_reached": ("runs that reached the training-loss target", "runs"),
+    "n_skipped": (
+        "runs not attempted (an exact Fisher above the grid's dense_flop_limit, say)",
+        "runs",
+    ),
+    "skip_reason": ("why the first skipped run was not attempted; empty if none", ""),
     **{
         f"{stat}_{q}": (f"{what} to the training-loss target, {how} over the runs", unit)
         for stat, what, unit in (
@@ -605,6 +610,7 @@ def _long_grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid:
         notes.append(_LABEL_NOTE)
     if TABLE_NOTES.get(name):
         notes.insert(0, TABLE_NOTES[name])
+    notes.extend(table.attrs.get("notes", ()))  # a table made outside the report
     keys = ("problem", "solver", *table.attrs.get("key_columns", ()))
     n_keys = sum(c in keys for c in keep)
     header = [style.escape(COLUMN_LABELS.get(c, c)) for c in keep]
@@ -624,7 +630,13 @@ def _target_grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid:
     cells = [(s, d) for s, d in _TARGET_CELLS if not (s == "epochs" and full_batch)]
     rows, used = [], set()
     per_problem = len(set(table["target_gap"])) > 1
+    reasons = {}
     for _, r in table.iterrows():
+        skipped = int(r.get("n_skipped", 0)) == int(r["n_runs"]) > 0
+        if skipped:
+            reasons.setdefault(str(r["solver"]), []).append(
+                (str(r["problem"]), str(r["skip_reason"]))
+            )
         label = _problem_label(r["problem"], r["reference"], style)
         if per_problem:  # each problem's own target, named with it
             label += style.escape(f" (ρ = {_number(r['target_gap'], _PLAIN)})")
@@ -639,6 +651,8 @@ def _target_grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid:
                 place = spread_place(m, a, b, digits)
                 row.append(style.spread(*(_number(v, style, place) for v in (m, a, b))))
                 used.update("inf" for v in (a, b) if np.isinf(v))
+            elif skipped:
+                row.append("skipped")
             else:
                 row.append(style.nan if np.isnan(m) else style.never)
                 used.add("nan" if np.isnan(m) else "never")
@@ -656,6 +670,12 @@ def _target_grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid:
         notes.append("Epochs = updates in every row (full batch): not shown.")
     if "never" in used:
         notes.append("—: the median run did not reach the target within its budget.")
+    for solver, where in reasons.items():
+        notes.append(
+            f"skipped: every run of {solver} on "
+            + "; ".join(f"{problem} ({reason})" for problem, reason in where)
+            + "."
+        )
     if "inf" in used:
         notes.append("∞ in brackets: the runs at that quartile did not reach the target.")
     if "nan" in used:
