@@ -259,18 +259,7 @@ def _run_checked(args, config, out: Path) -> int:
         if args.command == "tune":
             print(_selection_text(tuning))
             return 0
-    if args.fresh:
-        store.remove_runs(spec.key() for spec in config.specs())
-    summary = run_grid(
-        config,
-        store,
-        n_jobs=args.n_jobs,
-        dask_address=args.dask,
-        cache_dir=out / "cache",
-        progress=not args.quiet,
-        blas_threads=args.blas_threads,
-        retry_errors=args.retry_errors,
-    )
+    summary = _run_phase(args, config, store, out)
     stored_errors = ""
     if summary.n_stored_errors:
         stored_errors = (
@@ -300,17 +289,12 @@ def _run_checked(args, config, out: Path) -> int:
     return failed
 
 
-def _tune(args, config, out: Path):
-    """The tuning phase of ``config`` (see :mod:`.tuning`), stored under ``out/tuning``:
-    (the reported grid, the tuning table), or an exit code."""
-    from .tuning import reported_grid, select, tuning_grid, tuning_table
-
-    store = ResultsStore(out / TUNING_FOLDER)
-    remove_stale_temp_files(store.root)
-    grid = tuning_grid(config)
+def _run_phase(args, grid, store: ResultsStore, out: Path):
+    """Run ``grid`` into ``store`` as ``args`` say (``--fresh`` first deletes its stored
+    runs); the reference cache is ``out/cache``, shared by both phases of a tuned grid."""
     if args.fresh:
         store.remove_runs(spec.key() for spec in grid.specs())
-    summary = run_grid(
+    return run_grid(
         grid,
         store,
         n_jobs=args.n_jobs,
@@ -320,6 +304,17 @@ def _tune(args, config, out: Path):
         blas_threads=args.blas_threads,
         retry_errors=args.retry_errors,
     )
+
+
+def _tune(args, config, out: Path):
+    """The tuning phase of ``config`` (see :mod:`.tuning`), stored under ``out/tuning``:
+    (the reported grid, the tuning table), or an exit code."""
+    from .tuning import reported_grid, select, tuning_grid, tuning_table
+
+    store = ResultsStore(out / TUNING_FOLDER)
+    remove_stale_temp_files(store.root)
+    grid = tuning_grid(config)
+    summary = _run_phase(args, grid, store, out)
     print(
         f"{grid.name}: {summary.n_total} runs, {summary.n_resumed} already stored, "
         f"{summary.n_ran} ran, {summary.n_errors} errors"

@@ -541,18 +541,9 @@ def _config_from_dict(raw: dict, name: str, base_dir: Path) -> GridConfig:
 def _by_problem(table, problems, epochs) -> tuple:
     """``[run.by_problem.<problem>]`` tables, checked like the ``[run]`` keys they
     override."""
-    if not isinstance(table, dict):
-        raise ValueError(f"expected [run.by_problem.<problem>] tables, got {table!r}.")
-    names = {p.name for p in problems}
     out = []
-    for name, entry in table.items():
+    for name, entry in _problem_tables(table, problems, "run.by_problem"):
         where = f"[run.by_problem.{name}]"
-        if name not in names:
-            raise ValueError(
-                f"{where}: no problem {name!r} in this grid; expected one of {sorted(names)}."
-            )
-        if not isinstance(entry, dict):
-            raise ValueError(f"{where} must be a table, got {entry!r}.")
         bad = set(entry) - _BY_PROBLEM_KEYS
         if bad:
             raise ValueError(
@@ -572,6 +563,23 @@ def _by_problem(table, problems, epochs) -> tuple:
     return tuple(out)
 
 
+def _problem_tables(table, problems, where: str):
+    """The ``(problem name, table)`` pairs of the ``[<where>.<problem>]`` tables, each
+    naming a problem of the grid."""
+    if not isinstance(table, dict):
+        raise ValueError(f"expected [{where}.<problem>] tables, got {table!r}.")
+    names = {p.name for p in problems}
+    for name, entry in table.items():
+        if name not in names:
+            raise ValueError(
+                f"[{where}.{name}]: no problem {name!r} in this grid; expected one of "
+                f"{sorted(names)}."
+            )
+        if not isinstance(entry, dict):
+            raise ValueError(f"[{where}.{name}] must be a table, got {entry!r}.")
+        yield name, entry
+
+
 def _references(table, problems) -> tuple:
     """``[reference]`` and its ``[reference.by_problem.<problem>]`` tables (each key
     overriding the base reference's for that problem)."""
@@ -580,18 +588,8 @@ def _references(table, problems) -> tuple:
     table = dict(table)
     by_problem = table.pop("by_problem", {})
     base = _reference_from_table(table)
-    if not isinstance(by_problem, dict):
-        raise ValueError(f"expected [reference.by_problem.<problem>] tables, got {by_problem!r}.")
-    names = {p.name for p in problems}
     out = []
-    for name, entry in by_problem.items():
-        if name not in names:
-            raise ValueError(
-                f"[reference.by_problem.{name}]: no problem {name!r} in this grid; expected "
-                f"one of {sorted(names)}."
-            )
-        if not isinstance(entry, dict):
-            raise ValueError(f"[reference.by_problem.{name}] must be a table, got {entry!r}.")
+    for name, entry in _problem_tables(by_problem, problems, "reference.by_problem"):
         merged = {**table, **entry}
         try:
             out.append((name, _reference_from_table(merged)))

@@ -160,3 +160,12 @@ def test_every_non_convex_run_carries_its_long_reference_run(runs):
     reference = runs.groupby(["problem", "seed"])["reference_loss"].agg(["min", "max"])
     assert np.isfinite(reference.to_numpy()).all()
     assert (reference["min"] == reference["max"]).all()
+
+
+@pytest.mark.skipif(
+    "NATGRAD_STOCHASTIC_RESULTS" in os.environ, reason="the README states the committed run"
+)
+def test_the_readme_states_the_committed_findings(found):
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    for finding in found:
+        assert finding["statement"] in readme, finding["problem"]
