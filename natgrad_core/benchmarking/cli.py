@@ -669,6 +669,8 @@ _RUN_EPILOG = """\
 examples:
   natgrad run                             the quick suite into ./results
   natgrad run full --n-jobs 2             the full suite, two runs at a time
+  natgrad run stochastic --n-jobs 2       the mini-batch suite into results/stochastic
+  natgrad run stochastic --quick          its reduced variant (about 30 seconds)
   natgrad run my_grid.toml --out my_results --seeds 0,1
   natgrad run my_grid.toml --dry-run      print the runs and their hyperparameters
   natgrad run --fresh                     regenerate ./results instead of resuming"""
@@ -795,7 +797,7 @@ def _run_arguments(p) -> None:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="the suite's reduced variant (stochastic: stochastic-quick, about 3 minutes), "
+        help="the suite's reduced variant (stochastic: stochastic-quick, about 30 seconds), "
         "as CI runs it",
     )
     p.add_argument(

@@ -128,8 +128,17 @@ def test_numerics_fingerprint_names_the_kernel_not_the_host():
     other["dependencies"] = {**record["dependencies"], "numpy": "0.0"}
     assert numerics_fingerprint(other) != numerics_fingerprint(record)
     moved = copy.deepcopy(record)
-    moved["machine"] = {"cpu": "elsewhere", "logical_cores": 64, "platform": "other"}
+    simd = record["machine"]["numpy_simd"]
+    moved["machine"] = {
+        "cpu": "elsewhere",
+        "logical_cores": 64,
+        "platform": "other",
+        "numpy_simd": simd,
+    }
     assert numerics_fingerprint(moved) == numerics_fingerprint(record)
+    # numpy's own loops follow the CPU's SIMD extensions: another set rounds differently
+    moved["machine"]["numpy_simd"] = [*simd, "AVX512_SPR"] if "AVX512_SPR" not in simd else []
+    assert numerics_fingerprint(moved) != numerics_fingerprint(record)
 
 
 def _report(times: dict) -> dict:
@@ -162,3 +171,34 @@ def test_measuring_again_keeps_each_benchmarks_fastest_round():
     (msg,) = perf_gate.compare(base, perf_gate.summarize(first))
     assert perf_gate.TIMING_FAILURE in msg
     assert perf_gate.compare(base, perf_gate.summarize(first, second)) == []
+
+
+def test_a_recorded_numerics_is_judged_against_its_own_timing_ratios(tmp_path, capsys):
+    from natgrad_core.benchmarking.provenance import numerics_fingerprint
+
+    report = tmp_path / "bench.json"
+    report.write_text(
+        json.dumps(_report({"test_gradient[small]": 1.0, "test_one_step[small-kfac]": 30.0}))
+    )
+    timings = {
+        "test_gradient[small]": {"group": "g", "control": "test_gradient[small]", "ratio": 1.0},
+        "test_one_step[small-kfac]": {
+            "group": "g",
+            "control": "test_gradient[small]",
+            "ratio": 10.0,
+        },
+    }
+    baseline = tmp_path / "baseline.json"
+    here = {"blas": [], "metrics": {"test_gradient[small]": {"n": 1}}}
+    here["metrics"]["test_one_step[small-kfac]"] = {"n": 1}
+    stored = {"threshold": 2.0, "benchmarks": timings, "numerics": {numerics_fingerprint(): here}}
+    baseline.write_text(json.dumps(stored))
+    argv = ["--json", str(report), "--baseline", str(baseline)]
+    assert perf_gate.main(argv) == 1  # 30 against the shared ratio 10: x3
+    assert "rose from 10 to 30" in capsys.readouterr().err
+    stored["numerics"][numerics_fingerprint()]["ratios"] = {"test_one_step[small-kfac]": 20.0}
+    baseline.write_text(json.dumps(stored))
+    assert perf_gate.main(argv) == 0  # 30 against this numerics' own 20: x1.5
+    assert perf_gate.main([*argv, "--add-numerics"]) == 0
+    recorded = json.loads(baseline.read_text())["numerics"][numerics_fingerprint()]
+    assert recorded["ratios"] == {"test_gradient[small]": 1.0, "test_one_step[small-kfac]": 30.0}
