@@ -629,6 +629,40 @@ def _cmd_scaling(args) -> int:
     return 0
 
 
+def _cmd_study(args) -> int:
+    from .studies import STUDIES, _load_all, run_study, write_study
+
+    _load_all()
+    if args.list or args.name is None:
+        print("studies:")
+        for study in STUDIES.values():
+            print(f"  {study.name:18s} {study.title} ({study.source})")
+        return 0
+    if args.name not in STUDIES:
+        print(
+            f"natgrad study: unknown study {args.name!r}; expected one of {list(STUDIES)}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.seed < 0 or args.blas_threads < 1:
+        print(
+            f"natgrad study: expected --seed >= 0 and --blas-threads >= 1, got {args.seed} "
+            f"and {args.blas_threads}",
+            file=sys.stderr,
+        )
+        return 2
+    out = _out_folder("study", args.out or str(Path("results", "studies", args.name)))
+    if out is None:
+        return 2
+    result, record = run_study(args.name, args.quick, args.seed, args.blas_threads)
+    paths = write_study(args.name, result, record, out)
+    for finding in result.findings:
+        print(f"  [{'held' if finding.held else 'did not hold'}] {finding.statement}")
+    written = ", ".join(str(p) for p in paths if p.suffix in (".md", ".png"))
+    print(f"study {args.name}: {len(result.findings)} findings; {written}")
+    return 0
+
+
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Descriptions and epilogs keep their line breaks (the examples are laid out)."""
 
@@ -674,6 +708,19 @@ examples:
   natgrad run my_grid.toml --out my_results --seeds 0,1
   natgrad run my_grid.toml --dry-run      print the runs and their hyperparameters
   natgrad run --fresh                     regenerate ./results instead of resuming"""
+
+_STUDY_DESCRIPTION = """\
+Reproduce a claim about natural gradient: a registered study.
+
+Runs the study NAME with the library and writes to OUT (default results/studies/NAME) its
+figure (PNG and PDF), its table (CSV with a JSON sidecar, Markdown, LaTeX), findings.json
+(each finding: the statement, the measured numbers, whether it held) and
+provenance.json. --quick runs the reduced size its test runs."""
+
+_STUDY_EPILOG = """\
+examples:
+  natgrad study --list                    the registered studies
+  natgrad study empirical-fisher --quick  seconds, into results/studies/empirical-fisher"""
 
 _TUNE_DESCRIPTION = """\
 Run the tuning phase of a suite or TOML configuration that declares one ([tune]).
@@ -904,6 +951,21 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     ):
         _run_arguments(_add_command(sub, func, summary, description, epilog))
+    p = _add_command(
+        sub,
+        _cmd_study,
+        "run a registered study of a natural-gradient claim, or list them",
+        _STUDY_DESCRIPTION,
+        _STUDY_EPILOG,
+    )
+    p.add_argument("name", nargs="?", metavar="NAME", help="the study to run (see --list)")
+    p.add_argument("--list", action="store_true", help="list the registered studies")
+    p.add_argument("--quick", action="store_true", help="the reduced size its test runs (seconds)")
+    p.add_argument("--out", help="folder to write the study in (default: results/studies/NAME)")
+    p.add_argument("--seed", type=int, default=0, help="seed of every random choice (0)")
+    p.add_argument(
+        "--blas-threads", type=int, default=1, metavar="N", help="BLAS threads (default: 1)"
+    )
     p = _add_command(
         sub,
         _cmd_report,

@@ -216,7 +216,7 @@ _TEMP_FILE = re.compile(r"\..+\.(\d+)\.[^.]+\.tmp")
 _FOLDERS = ("runs", "cache", "tables", "figures")  # natgrad's folders under the results folder
 # folders other tools (and `natgrad peers`, `natgrad scaling`, the stochastic suite's own
 # results folder) keep there
-_OTHER_TOOLS = ("asv", "peers", "scaling", "stochastic", "stochastic-quick")
+_OTHER_TOOLS = ("asv", "peers", "scaling", "stochastic", "stochastic-quick", "studies")
 TUNING = "tuning"
 """The folder of a tuned grid's tuning phase: a results store of its own, plus its
 ``selection.json``."""

@@ -139,7 +139,7 @@ def subcommands() -> dict[str, argparse.ArgumentParser]:
 
 
 @pytest.mark.parametrize(
-    "command", [None, "list", "run", "tune", "report", "compare", "peers", "scaling"]
+    "command", [None, "list", "run", "tune", "study", "report", "compare", "peers", "scaling"]
 )
 def test_help_exits_0_and_reads_without_markup(command, capsys):
     argv = ["--help"] if command is None else [command, "--help"]
@@ -158,7 +158,10 @@ def test_every_command_and_argument_has_help():
     }
     assert set(parsers) == {
         "natgrad",
-        *(f"natgrad {c}" for c in ("list", "run", "tune", "report", "compare", "peers", "scaling")),
+        *(
+            f"natgrad {c}"
+            for c in ("list", "run", "tune", "study", "report", "compare", "peers", "scaling")
+        ),
     }
     for name, parser in parsers.items():
         assert parser.description and parser.description.strip(), name

@@ -1,0 +1,1 @@
+"""Imports every study module, so that each registers itself (one line per study)."""
