@@ -103,6 +103,18 @@ def _results_record(frame: pd.DataFrame, records: Mapping[str, Mapping]) -> dict
     }
 
 
+def _studies(out_dir: Path) -> list[dict]:
+    """The findings of the studies written under ``out_dir/studies`` (``natgrad study``),
+    by name; one that cannot be read is left out."""
+    found = []
+    for path in sorted(Path(out_dir).glob("studies/*/findings.json")):
+        try:
+            found.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
 def build_report(
     frame: pd.DataFrame,
     out_dir: str | Path,
@@ -190,7 +202,7 @@ def build_report(
         found = findings(tables["to_target"])
         table_files += write_findings(found, out_dir / "tables", record)
     figures = make_figures(frame, out_dir / "figures", eps, provenance_dict=record)
-    index = write_html(out_dir, tables, figures, record)
+    index = write_html(out_dir, tables, figures, record, _studies(out_dir))
     volatile = out_dir / "tables" / "provenance.json"
     stored = json.loads(volatile.read_text(encoding="utf-8")) if volatile.is_file() else {}
     if refresh or stored.get("results") != json.loads(json.dumps(record, default=str)):

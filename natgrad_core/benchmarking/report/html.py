@@ -346,6 +346,28 @@ def headline_reading(
     return _winners_sentence(first) + " " + _natural_vs_baselines(frames, algorithms or {})
 
 
+def _studies_html(studies: Iterable[Mapping]) -> str:
+    """The registered studies' findings: per study its title (linking its folder), its
+    source, and each finding's statement marked held or not held."""
+    parts = [
+        '<p class="note">Claims about natural gradient, reproduced by <code>natgrad study '
+        "NAME</code>; each folder under <code>studies/</code> holds the figure, the table "
+        "and findings.json with the numbers.</p><ul>"
+    ]
+    for study in studies:
+        name = html.escape(str(study.get("study", "")))
+        items = "".join(
+            f"<li><strong>{'held' if f.get('held') else 'did not hold'}:</strong> "
+            f"{html.escape(str(f.get('statement', '')))}</li>"
+            for f in study.get("findings", [])
+        )
+        parts.append(
+            f'<li><a href="studies/{name}/{name}.md">{html.escape(str(study.get("title")))}'
+            f"</a> ({html.escape(str(study.get('source', '')))})<ul>{items}</ul></li>"
+        )
+    return "".join(parts) + "</ul>"
+
+
 def _findings_html(table: pd.DataFrame) -> str:
     """The findings of the training-loss target table: the summary as a reading, then
     one item per problem."""
@@ -567,6 +589,7 @@ def write_html(
     tables: Mapping[str, pd.DataFrame],
     figure_paths: Iterable[str | Path],
     provenance_dict: Mapping,
+    studies: Iterable[Mapping] = (),
 ) -> Path:
     """Write a self-contained ``index.html`` into ``out_dir`` (layout: module docstring).
 
@@ -597,6 +620,10 @@ def write_html(
     provenance_dict : mapping
         What the results summarize (:func:`build_report`'s record), shown as nested
         key/value tables.
+    studies : iterable of mapping
+        The ``findings.json`` of the registered studies found under ``out_dir/studies``
+        (:mod:`..studies`): a "Studies" section lists each with its findings and whether
+        they held, linking its folder.
 
     Returns
     -------
@@ -681,6 +708,11 @@ def write_html(
                 rows = table[table["problem"] == problem]
                 if len(rows):
                     page.details(name, rows)
+
+    studies = list(studies)
+    if studies:
+        page.heading(2, "Studies", key="studies")
+        page.parts.append(_studies_html(studies))
 
     if "step_diagnostics" in tables:
         page.heading(2, "Step diagnostics", key="diagnostics")

@@ -68,3 +68,17 @@ def test_list_and_bad_input(toy, capsys):
     assert main(["study", "toy", "--seed", "-1"]) == 2
     with pytest.raises(ValueError, match="already registered"):
         studies.register("toy", "again", "", {})(toy)
+
+
+def test_the_html_report_lists_the_studies_found_beside_it(toy, tmp_path):
+    from natgrad_core.benchmarking.report import _studies
+    from natgrad_core.benchmarking.report.html import write_html
+
+    assert main(["study", "toy", "--quick", "--out", str(tmp_path / "studies" / "toy")]) == 0
+    found = _studies(tmp_path)
+    assert [s["study"] for s in found] == ["toy"]
+    index = write_html(tmp_path, {}, [], {}, found)
+    page = index.read_text()
+    statement = found[0]["findings"][0]["statement"]
+    assert "Studies" in page and f"<strong>held:</strong> {statement}" in page
+    assert 'href="studies/toy/toy.md"' in page
