@@ -1,0 +1,96 @@
+"""The empirical-Fisher study (quick size): its findings recomputed from its table."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pytest
+
+from natgrad_core.benchmarking.studies import get_study
+
+DATASETS = ("breast_cancer", "wine")
+CASES = ("linreg-well-specified", "linreg-misspecified")
+TIE_REL = 1e-12  # the study's stated tie: L − L* below 1e-12 · (1 + |L*|)
+
+
+@pytest.fixture(scope="module")
+def result():
+    res = get_study("empirical-fisher").run(True, 0)
+    yield res
+    plt.close(res.figure)
+
+
+def _finding(result, start):
+    (finding,) = [f for f in result.findings if f.claim.startswith(start)]
+    return finding
+
+
+def test_the_best_of_grid_is_the_smallest_final_suboptimality(result):
+    table = result.table
+    finding = _finding(result, "best-of-grid")
+    order = True
+    for dataset in DATASETS:
+        rows = table[table["dataset"] == dataset]
+        best = {}
+        for method in ("GD", "EF", "NG"):
+            runs = rows[rows["method"] == method]
+            assert runs["selected"].sum() == 1
+            best[method] = runs["final_suboptimality"].min()
+            selected = runs.loc[runs["selected"], "final_suboptimality"].iloc[0]
+            assert selected == best[method]
+            assert finding.numbers[f"{dataset}_{method}"] == pytest.approx(best[method], abs=0)
+            assert f"{best[method]:.2g}" in finding.statement
+        tie = TIE_REL * (1 + result.settings["f_star"][dataset])
+        order &= best["NG"] < best["EF"] and best["EF"] > tie and best["GD"] > best["EF"]
+        # exact-Fisher steps with a unit step are Newton's method: at the optimum in 100
+        assert best["NG"] <= tie
+        assert best["GD"] > tie
+        assert (rows.loc[rows["method"] == "GD", "damping"]).isna().all()
+    assert finding.held == order
+
+
+def test_ef_and_ng_directions_disagree_along_the_ef_run(result):
+    table = result.table
+    finding = _finding(result, "EF steps are misaligned")
+    for dataset in DATASETS:
+        ef = table[(table["dataset"] == dataset) & (table["method"] == "EF")]
+        cols = ["cos_ef_ng_median", "cos_ef_ng_min", "cos_ef_ng_points"]
+        assert ef.loc[~ef["selected"], cols].isna().all().all()
+        (row,) = ef[ef["selected"]].to_dict("records")
+        assert finding.numbers[f"{dataset}_median"] == row["cos_ef_ng_median"]
+        assert finding.numbers[f"{dataset}_min"] == row["cos_ef_ng_min"]
+        assert -1 <= row["cos_ef_ng_min"] <= row["cos_ef_ng_median"] <= 1
+        assert 0 < row["cos_ef_ng_points"] <= result.settings["n_iter"] + 1
+        assert f"min {row['cos_ef_ng_min']:.3f}" in finding.statement
+    assert finding.held  # robust: the smallest cosines are 0.5–0.65 at quick size
+    assert finding.held == all(finding.numbers[f"{d}_min"] < 0.9 for d in DATASETS)
+
+
+def test_ng_field_points_at_the_optimum_and_ef_field_does_not(result):
+    table = result.table
+    finding = _finding(result, "linear regression")
+    fields = table[table["dataset"].isin(CASES)].set_index(["dataset", "method"])
+    assert len(fields) == 6 and fields["final_suboptimality"].isna().all()
+    for case in CASES:
+        ng, ef, gd = (fields.loc[(case, m)] for m in ("NG", "EF", "GD"))
+        # Gaussian model: F is constant and L quadratic, so −F⁻¹∇L = θ* − θ exactly
+        assert ng["cos_to_optimum_min"] == pytest.approx(1.0, abs=1e-9)
+        assert finding.numbers[f"{case}_NG_min"] == ng["cos_to_optimum_min"]
+        assert finding.numbers[f"{case}_EF_min"] == ef["cos_to_optimum_min"]
+        assert finding.numbers[f"{case}_EF_median"] == ef["cos_to_optimum_median"]
+        assert ef["cos_to_optimum_min"] < ef["cos_to_optimum_median"] < 1
+        # gradient descent on the anisotropic quadratic is not aimed at θ* either
+        assert gd["cos_to_optimum_min"] < 1 - 1e-3
+    assert finding.held  # robust: EF's smallest cosine is about 0.36 in the misspecified case
+    assert finding.held == (
+        all(finding.numbers[f"{c}_NG_min"] >= 1 - 1e-9 for c in CASES)
+        and finding.numbers["linreg-misspecified_EF_min"] < 0.9
+    )
+
+
+def test_the_same_seed_gives_the_same_table(result):
+    again = get_study("empirical-fisher").run(True, 0)
+    plt.close(again.figure)
+    assert again.table.equals(result.table)
