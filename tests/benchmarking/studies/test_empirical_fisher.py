@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
 from natgrad_core.benchmarking.studies import get_study
@@ -49,6 +50,24 @@ def test_the_best_of_grid_is_the_smallest_final_suboptimality(result):
         assert best["GD"] > tie
         assert (rows.loc[rows["method"] == "GD", "damping"]).isna().all()
     assert finding.held == order
+
+
+def test_the_fewest_iterations_to_the_target_over_the_grid(result):
+    table = result.table
+    finding = _finding(result, "the fewest iterations")
+    fewest = {}
+    for dataset in DATASETS:
+        for method in ("GD", "EF", "NG"):
+            runs = table[(table["dataset"] == dataset) & (table["method"] == method)]
+            fewest[dataset, method] = runs["iterations_to_target"].min()
+            assert finding.numbers[f"{dataset}_{method}"] == fewest[dataset, method]
+            reached = runs["iterations_to_target"][np.isfinite(runs["iterations_to_target"])]
+            assert ((reached >= 1) & (reached <= result.settings["n_iter"])).all()
+        # Newton's local quadratic convergence: a handful of steps
+        assert fewest[dataset, "NG"] <= 20
+    assert finding.held == all(
+        fewest[d, "NG"] < fewest[d, "EF"] < fewest[d, "GD"] for d in DATASETS
+    )
 
 
 def test_ef_and_ng_directions_disagree_along_the_ef_run(result):
