@@ -9,7 +9,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
+from natgrad_core.benchmarking.problems import PROBLEMS
 from natgrad_core.benchmarking.studies import get_study
+from natgrad_core.benchmarking.studies.empirical_fisher import linreg_data
 
 DATASETS = ("breast_cancer", "wine")
 CASES = ("linreg-well-specified", "linreg-misspecified")
@@ -113,3 +115,50 @@ def test_the_same_seed_gives_the_same_table(result):
     again = get_study("empirical-fisher").run(True, 0)
     plt.close(again.figure)
     assert again.table.equals(result.table)
+
+
+@pytest.mark.parametrize("dataset", DATASETS)
+def test_the_reference_optimum_is_scikit_learns(result, dataset):
+    """L* against LogisticRegression(C = 1/alpha): an independent solver of the same
+    objective, mean nll + alpha ‖W‖² / (2N) (the README's convention)."""
+    from scipy.special import logsumexp
+    from sklearn.linear_model import LogisticRegression
+
+    data = PROBLEMS[f"{dataset}-logistic"].load(0)
+    X, y, n = data.X_train, data.y_train, len(data.y_train)
+    clf = LogisticRegression(C=1 / data.alpha, tol=1e-12, max_iter=10_000).fit(X, y)
+    if clf.coef_.shape[0] == 1:  # binary: one logit
+        z = X @ clf.coef_[0] + clf.intercept_[0]
+        nll = np.logaddexp(0, z) - (y == clf.classes_[1]) * z
+    else:
+        Z = X @ clf.coef_.T + clf.intercept_
+        nll = logsumexp(Z, axis=1) - Z[np.arange(n), np.searchsorted(clf.classes_, y)]
+    loss = nll.mean() + data.alpha * (clf.coef_**2).sum() / (2 * n)
+    assert result.settings["f_star"][dataset] == pytest.approx(loss, abs=1e-9)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_the_field_cosines_match_explicit_formulas(result, case):
+    """The vector-field rows against closed forms for y ≈ w·x + b with a unit-variance
+    Gaussian: ∇L = mean rₙ x̄ₙ, F = mean x̄ₙx̄ₙᵀ, EF = mean rₙ² x̄ₙx̄ₙᵀ, rₙ = θᵀx̄ₙ − yₙ."""
+    X, y = linreg_data(case, result.settings["linreg_n_samples"], result.settings["seed"])
+    Xb = np.column_stack([X[:, 0], np.ones(len(X))])
+    theta_star = np.linalg.solve(Xb.T @ Xb, Xb.T @ y[:, 0])
+    offsets = np.linspace(-3.0, 3.0, result.settings["linreg_grid"])
+    W, B = np.meshgrid(theta_star[0] + offsets, theta_star[1] + offsets)
+    points = np.column_stack([W.ravel(), B.ravel()])
+    r = points @ Xb.T - y[:, 0]  # (n_points, n_samples)
+    grad = r @ Xb / len(Xb)
+    F = Xb.T @ Xb / len(Xb)
+    EF = np.einsum("pn,ni,nj->pij", r**2, Xb, Xb) / len(Xb)
+    directions = {
+        "GD": -grad,
+        "NG": -np.linalg.solve(F, grad.T).T,
+        "EF": -np.linalg.solve(EF, grad[:, :, None])[:, :, 0],
+    }
+    to_opt = theta_star - points
+    rows = result.table[result.table["dataset"] == case].set_index("method")
+    for method, d in directions.items():
+        cos = (d * to_opt).sum(1) / np.linalg.norm(d, axis=1) / np.linalg.norm(to_opt, axis=1)
+        assert rows.loc[method, "cos_to_optimum_min"] == pytest.approx(cos.min(), abs=1e-10)
+        assert rows.loc[method, "cos_to_optimum_median"] == pytest.approx(np.median(cos), abs=1e-10)
