@@ -382,7 +382,7 @@ def _figure(fields, curves, cosines):
             arrows = ax.quiver(
                 P[:, 0], P[:, 1], u[:, 0], u[:, 1], field["cosines"][method], cmap="viridis"
             )
-            arrows.set_clim(0.0, 1.0)
+            arrows.set_clim(-1.0, 1.0)
             ax.plot(*star, "r*", ms=12)
             ax.set_title(f"{case}: {FIELD_LABELS[method]}", fontsize=9)
             ax.set_xlabel("w")
