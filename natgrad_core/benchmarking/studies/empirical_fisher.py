@@ -6,8 +6,11 @@ Three measurements, each with the library:
    (the bundled problems, standardized features, L2 ``alpha``): gradient descent (GD),
    the empirical-Fisher step ``−(EF + λI)⁻¹∇L`` (EF) and the natural-gradient step
    ``−(F + λI)⁻¹∇L`` (NG), dense curvature, fixed step, ``n_iter`` iterations, each method
-   at the best point of a learning-rate × damping grid (GD: learning rates only). Measure:
-   the final suboptimality ``L(θ) − L(θ*)``, θ* the exact Newton optimum.
+   at the best point of a learning-rate × damping grid (GD: learning rates only). Measures:
+   the final suboptimality ``L(θ) − L(θ*)`` (θ* the exact Newton optimum) and the first
+   iteration with ``L − L* ≤ TARGET``. Best: the smallest final suboptimality, where values
+   below ``TIE · (1 + |L*|)`` (the optimum to float64 resolution) tie and ties go to the
+   fewest iterations to the target.
 2. **Misalignment** — along the selected EF run, the cosine between the EF direction and the
    NG direction at the same iterate and damping, ``cos(−(EF+λI)⁻¹∇L, −(F+λI)⁻¹∇L)``, over
    the iterations whose gradient ‖∇L‖_∞ exceeds ``COSINE_MIN_GRAD`` (below it the two
