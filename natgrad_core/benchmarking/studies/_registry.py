@@ -1,3 +1,6 @@
 """Imports every study module, so that each registers itself (one line per study)."""
 
-from . import invariance  # noqa: F401
+from . import (
+    adam_diagonal,  # noqa: F401
+    invariance,  # noqa: F401
+)
