@@ -1,3 +1,7 @@
 """Imports every study module, so that each registers itself (one line per study)."""
 
-from . import empirical_fisher  # noqa: F401
+from . import (
+    adam_diagonal,  # noqa: F401
+    empirical_fisher,  # noqa: F401
+    invariance,  # noqa: F401
+)

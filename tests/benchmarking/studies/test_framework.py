@@ -19,6 +19,9 @@ from natgrad_core.benchmarking.cli import main
 @pytest.fixture
 def toy(monkeypatch):
     """A registered toy study whose one finding holds iff its mean is positive."""
+    # register the real studies first: otherwise they would register into the patched
+    # copy and be lost to every later test
+    studies._load_all()
     monkeypatch.setattr(studies, "STUDIES", dict(studies.STUDIES))
 
     @studies.register("toy", "A toy", "nobody (2026)", {"x": ("a draw", "")})
