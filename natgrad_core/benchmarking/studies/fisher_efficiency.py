@@ -45,7 +45,7 @@ BLOCK = 256
 
 METHODS = ("NG, running G(θ_t)", "NG, G(θ*)", "SGD")
 
-SIZES = {True: {"n_runs": 200, "n_steps": 1000}, False: {"n_runs": 1000, "n_steps": 20000}}
+SIZES = {True: {"n_runs": 400, "n_steps": 1000}, False: {"n_runs": 1000, "n_steps": 20000}}
 
 
 def _checkpoints(n_steps: int) -> np.ndarray:
