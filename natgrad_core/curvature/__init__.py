@@ -10,6 +10,7 @@ from .base import (
 )
 from .dense import DenseFisher, class_block_fisher, softmax_class_block_fisher
 from .diagonal import DiagonalFisher
+from .gaussian import gaussian_logistic_fisher
 from .implicit import CGResult, ImplicitFisher, conjugate_gradient
 from .kfac import EKFAC, KFAC, KFACDamping, KFACFactors, factors_from_statistics, kfac_factors
 
@@ -33,6 +34,7 @@ __all__ = [
     "softmax_class_block_fisher",
     "conjugate_gradient",
     "factors_from_statistics",
+    "gaussian_logistic_fisher",
     "kfac_factors",
     "layer_statistics",
     "output_factors",

@@ -3,6 +3,7 @@
 from .losses import Bernoulli, Categorical, Gaussian, OutputDistribution, get_head
 from .mlp import MLP, ForwardCache, LogisticModel
 from .objective import Objective, OracleCounts
+from .streams import ModelStream
 
 __all__ = [
     "MLP",
@@ -11,6 +12,7 @@ __all__ = [
     "ForwardCache",
     "Gaussian",
     "LogisticModel",
+    "ModelStream",
     "Objective",
     "OracleCounts",
     "OutputDistribution",

@@ -3,5 +3,6 @@
 from . import (
     adam_diagonal,  # noqa: F401
     empirical_fisher,  # noqa: F401
+    fisher_efficiency,  # noqa: F401
     invariance,  # noqa: F401
 )
