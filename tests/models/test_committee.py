@@ -89,6 +89,7 @@ def test_stream_is_seeded_and_labels_by_the_teacher():
     U1, y1 = TeacherStream(B, 5).draw(30)
     U2, y2 = TeacherStream(B, 5).draw(30)
     np.testing.assert_array_equal(U1, U2)
+    np.testing.assert_array_equal(y1, y2)
     np.testing.assert_allclose(y1, committee_output(B, U1), rtol=TIGHT, atol=TIGHT)
     np.testing.assert_allclose(U1.std() * np.sqrt(7), 1.0, atol=0.2)
 
