@@ -11,6 +11,7 @@ from natgrad_core.models import Objective
 from natgrad_core.models.committee import (
     TeacherStream,
     committee_fisher,
+    committee_natural_gradient,
     committee_overlaps,
     committee_params,
     generalization_error,
@@ -84,6 +85,14 @@ def test_fisher_closed_forms():
     assert np.allclose(F, F.T, atol=TIGHT)
 
 
+@pytest.mark.parametrize("n,k", [(5, 2), (9, 3), (60, 2)])
+def test_structured_natural_gradient_equals_the_dense_solve(n, k):
+    rng = np.random.default_rng([n, k])
+    W, g = rng.normal(0, 1.3, (n, k)), rng.standard_normal(n * k)
+    x = committee_natural_gradient(W, g)
+    np.testing.assert_allclose(committee_fisher(W) @ x, g, rtol=1e-8, atol=1e-10)
+
+
 def test_stream_is_seeded_and_labels_by_the_teacher():
     B = np.random.default_rng(0).standard_normal((7, 2))
     U1, y1 = TeacherStream(B, 5).draw(30)
@@ -112,5 +121,7 @@ def test_bad_input_raises():
         committee_params(soft_committee(4, 2).__class__(4, 1, (2, 2), "erf", "gaussian"), 0)
     with pytest.raises(ValueError, match="Shape mismatch"):
         generalization_error(np.eye(2), np.eye(2), np.eye(3))
+    with pytest.raises(ValueError, match=r"expected grad of shape \(8,\)"):
+        committee_natural_gradient(np.ones((4, 2)), np.ones(6))
     with pytest.raises(ValueError, match="expected B with 4 rows"):
         committee_overlaps(np.zeros((4, 2)), np.zeros((5, 2)))
