@@ -17,14 +17,16 @@ no sampling) and solved in O(N)
 (:func:`~natgrad_core.models.committee.committee_natural_gradient`). The generalization
 error ``ε_g`` is the closed form of Saad & Solla (1995).
 
-The symmetric plateau is the fixed point where both students imitate the teachers' mean:
-``Q = C = 1/3``, ``R = 1/√6`` for K = M = 2 (Saad & Solla 1995), ``ε_sym`` below. A run
-*enters* the plateau when ``ε_g`` first falls below ``ENTER · ε_sym`` (the end of the
-initial descent; at finite η the plateau sits above ``ε_sym``) and *leaves*
-it when the units specialize: ``s = ½ |r₁₁ − r₁₂ − r₂₁ + r₂₂| ≥ SPECIALIZED`` with the
-normalized overlaps ``r_in = R_in / √(Q_ii T_nn)`` (s is 0 for identical units, 1 for
-units that each copied a different teacher). The plateau length is leave − enter (0 when
-the units specialize first).
+The symmetric plateau is the stretch where both students imitate the teachers' mean
+and the error barely moves; as η → 0 it is the fixed point ``Q = C = 1/3``, ``R = 1/√6``
+of K = M = 2 (Saad & Solla 1995), at ``ε_sym`` below, and at finite η it sits higher
+(SGD at η = 2, N = 100: ε_g ≈ 0.06 ≈ 5 ε_sym), so no fixed error level marks it. A run
+*enters* it at the end of the initial descent, when ``ε_g`` first falls below
+``ENTER · ε_g(0)`` (the same level for both methods: a seed fixes the initial student),
+and *leaves* it when the units specialize: ``s = ½ |r₁₁ − r₁₂ − r₂₁ + r₂₂| ≥ SPECIALIZED``
+with the normalized overlaps ``r_in = R_in / √(Q_ii T_nn)`` (s is 0 for identical units,
+1 for units that each copied a different teacher). The plateau length is leave − enter
+(0 when the units specialize first).
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ RECORDS_PER_ALPHA = 10
 EPS_SYM = generalization_error(np.full((2, 2), 1 / 3), np.full((2, 2), 1 / np.sqrt(6)), np.eye(2))
 """ε_g at the symmetric fixed point of K = M = 2, T = I (Saad & Solla 1995)."""
 
-ENTER = 3.0
-"""A run enters the plateau once ε_g < ENTER · ε_sym (the end of the initial descent)."""
+ENTER = 0.2
+"""A run enters the plateau once ε_g < ENTER · ε_g(0): the initial descent has removed 80%
+of the initial error."""
 
 SIZES = {
     False: {
@@ -126,7 +129,7 @@ def measure(record) -> tuple[float, float]:
     """(α to ε_g < TARGET, plateau length) of a :func:`train` record."""
     alpha, eps, spec = record.T
     to_target = _first_alpha(alpha, eps < TARGET)
-    enter = _first_alpha(alpha, eps < ENTER * EPS_SYM)
+    enter = _first_alpha(alpha, eps < ENTER * eps[0])
     leave = _first_alpha(alpha, spec >= SPECIALIZED)
     if not np.isfinite(leave):
         return to_target, np.inf
@@ -188,7 +191,8 @@ def _figure(curves, best, n_features):
             "examples / N",
         ),
         "plateau_length": (
-            f"α from ε_g < {ENTER:g}·ε_sym to specialization s ≥ {SPECIALIZED:g} "
+            f"α from ε_g < {ENTER:g}·ε_g(0) (end of the initial descent) to specialization "
+            f"s ≥ {SPECIALIZED:g} "
             "(0 if it specialized first; inf: never specialized)",
             "examples / N",
         ),
@@ -247,7 +251,7 @@ def run(quick: bool, seed: int) -> StudyResult:
         "seeds": seeds,
         "target": TARGET,
         "eps_sym": EPS_SYM,
-        "enter_factor": ENTER,
+        "enter_fraction_of_initial_error": ENTER,
         "specialized": SPECIALIZED,
         "fisher": "exact, analytic (committee_fisher), no sampling",
     }
