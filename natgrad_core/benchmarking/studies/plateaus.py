@@ -75,7 +75,7 @@ SIZES = {
         "n_features": 20,
         "seeds": 2,
         "alpha_max": 100.0,
-        "eta": {"sgd": [0.5, 1.0, 2.0], "natural gradient": [0.1, 0.3]},
+        "eta": {"sgd": [0.3, 1.0, 2.0], "natural gradient": [0.1, 0.3]},
     },
 }
 METHODS = ("sgd", "natural gradient")
@@ -153,24 +153,34 @@ def _best(table: pd.DataFrame) -> dict:
     return out
 
 
-def _figure(curves, best, n_features):
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+def _panel(ax, curves, chosen, title):
+    """ε_g against α of every seed's run at ``chosen[method]`` (one η per method)."""
     colors = {"sgd": "tab:blue", "natural gradient": "tab:red"}
+    first = min(s for (_, _, s) in curves)
     for (method, eta, seed), record in curves.items():
-        if eta != best[method]["eta"]:
+        if eta != chosen.get(method):
             continue
-        label = f"{method}, η = {eta:g}" if seed == min(s for (_, _, s) in curves) else None
+        label = f"{method}, η = {eta:g}" if seed == first else None
         ax.semilogy(
             record[:, 0], record[:, 1], color=colors[method], lw=0.9, alpha=0.8, label=label
         )
     ax.axhline(EPS_SYM, color="0.4", ls=":", lw=1, label="symmetric plateau ε_sym (η → 0)")
     ax.axhline(TARGET, color="0.4", ls="--", lw=1, label=f"target {TARGET:g}")
     ax.set_xlabel("α = examples / N")
-    ax.set_ylabel("generalization error ε_g")
-    ax.set_title(f"Soft committee K = M = 2, N = {n_features}: each method at its best η")
-    ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+
+
+def _figure(curves, best, equal_eta, n_features):
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    _panel(axes[0], curves, {m: b["eta"] for m, b in best.items()}, "each method at its best η")
+    if equal_eta is not None:
+        chosen = dict.fromkeys(METHODS, equal_eta)
+        _panel(axes[1], curves, chosen, f"the same η = {equal_eta:g}")
+    axes[0].set_ylabel("generalization error ε_g")
+    fig.suptitle(f"On-line learning, soft committee machine K = M = 2, N = {n_features}")
     fig.tight_layout()
     return fig
 
@@ -255,4 +265,27 @@ def run(quick: bool, seed: int) -> StudyResult:
         "specialized": SPECIALIZED,
         "fisher": "exact, analytic (committee_fisher), no sampling",
     }
-    return StudyResult(table, _figure(curves, best, n), [fewer, shorter], settings)
+    shared = sorted(set(size["eta"]["sgd"]) & set(size["eta"]["natural gradient"]))
+    same = {
+        eta: {
+            m: float(
+                table[(table["method"] == m) & (table["eta"] == eta)]["plateau_length"].median()
+            )
+            for m in METHODS
+        }
+        for eta in shared
+    }
+    same_eta = Finding(
+        "at the same η, SGD stays on the symmetric plateau longer than natural gradient",
+        "median plateau length at the same η: "
+        + "; ".join(
+            f"η = {eta:g}: natural gradient {v['natural gradient']:.1f} vs SGD {v['sgd']:.1f}"
+            for eta, v in same.items()
+        )
+        + " (α units; inf: never specialized within the budget)",
+        {f"eta_{eta:g}": v for eta, v in same.items()},
+        bool(shared) and all(v["natural gradient"] < v["sgd"] for v in same.values()),
+    )
+    equal_eta = max(shared) if shared else None
+    figure = _figure(curves, best, equal_eta, n)
+    return StudyResult(table, figure, [fewer, shorter, same_eta], settings)

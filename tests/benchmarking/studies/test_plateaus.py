@@ -34,7 +34,7 @@ def test_table_has_every_method_eta_and_seed(quick):
 
 def test_findings_are_recomputed_from_the_table(quick):
     table = quick.table
-    (fewer, shorter) = quick.findings
+    fewer, shorter, _ = quick.findings
     sgd_eta, sgd_med = best_eta(table[table["method"] == "sgd"])
     ng_eta, ng_med = best_eta(table[table["method"] == "natural gradient"])
     assert fewer.numbers["sgd_eta"] == sgd_eta
@@ -55,6 +55,26 @@ def test_findings_are_recomputed_from_the_table(quick):
     assert shorter.held == (plateau("natural gradient", ng_eta) < plateau("sgd", sgd_eta))
 
 
+def test_same_eta_finding_is_recomputed_from_the_table(quick):
+    table = quick.table
+    same_eta = quick.findings[2]
+    shared = sorted(
+        set(table.loc[table["method"] == "sgd", "eta"])
+        & set(table.loc[table["method"] == "natural gradient", "eta"])
+    )
+    assert shared, "the quick grids must share an η"
+    held = True
+    for eta in shared:
+        medians = {
+            m: np.median(table[(table["method"] == m) & (table["eta"] == eta)]["plateau_length"])
+            for m in ("sgd", "natural gradient")
+        }
+        assert same_eta.numbers[f"eta_{eta:g}"] == pytest.approx(medians)
+        held &= medians["natural gradient"] < medians["sgd"]
+    assert same_eta.held == held
+
+
 def test_robust_claims_hold_at_quick_size(quick):
-    """Natural gradient needs fewer examples and a shorter plateau than SGD, even at N = 20."""
-    assert [f.held for f in quick.findings] == [True, True]
+    """Natural gradient needs fewer examples and a shorter plateau than SGD (each at its best
+    η, and at the same η), even at N = 20."""
+    assert [f.held for f in quick.findings] == [True, True, True]
