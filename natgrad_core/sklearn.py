@@ -46,7 +46,7 @@ class NaturalGradientClassifier(ClassifierMixin, BaseEstimator):
     ----------
     hidden_layer_sizes : tuple of int, default ()
         Empty: (multinomial) logistic regression.
-    activation : {"tanh", "relu", "logistic", "identity"}, default "tanh"
+    activation : {"tanh", "relu", "logistic", "erf", "identity"}, default "tanh"
     solver : {"exact", "diag", "kfac", "ekfac", "cg", "gd", "momentum", "adam", "lbfgs"}
         The first five are natural gradient with that Fisher representation.
     fisher : {"exact", "mc", "empirical"}, default "exact"

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+from scipy.special import erf
 
 from natgrad_core.models import MLP, LogisticModel
 
@@ -69,6 +70,7 @@ def reference_forward(model, theta, X) -> tuple[list[np.ndarray], np.ndarray]:
         "relu": lambda t: np.maximum(t, 0.0),
         "sigmoid": lambda t: 1.0 / (1.0 + np.exp(-t)),
         "logistic": lambda t: 1.0 / (1.0 + np.exp(-t)),
+        "erf": lambda t: erf(t / np.sqrt(2.0)),
         "identity": lambda t: t,
     }
     theta = np.asarray(theta, dtype=np.float64)
@@ -120,6 +122,7 @@ MODEL_CASES = [
     _case("mlp_tanh_sigmoid_multilabel_2h", lambda: MLP(4, 3, (3, 4), "tanh", "sigmoid"), 10),
     _case("mlp_identity_gaussian_1h", lambda: MLP(3, 2, (4,), "identity", "gaussian"), 7),
     _case("mlp_relu_gaussian_1h", lambda: MLP(4, 2, (6,), "relu", "gaussian"), 15),
+    _case("mlp_erf_gaussian_1h", lambda: MLP(4, 1, (3,), "erf", "gaussian"), 9),
     _case("mlp_tanh_gaussian_2h", lambda: MLP(3, 2, (5, 3), "tanh", "gaussian"), 9),
     _case(
         "mlp_tanh_softmax_1h_no_intercept",

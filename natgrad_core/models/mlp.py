@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
+from scipy.special import erf
 
 from .._typing import Array, Seed
 from .._validation import check_choice, check_finite_array
@@ -53,6 +54,23 @@ def _sigmoid(z, out):
     return z
 
 
+_SQRT_HALF = np.sqrt(0.5)
+_SQRT_2_OVER_PI = np.sqrt(2.0 / np.pi)
+
+
+def _erf(z, out):
+    """``φ(z) = erf(z/√2)``, ``φ'(z) = √(2/π) exp(−z²/2)``: the scaling of the soft committee
+    machine in Saad & Solla (1995) and Rattray, Saad & Amari (1998), under which ``φ(z)`` is
+    ``2Φ(z) − 1`` for the standard normal CDF Φ (a sigmoid with range (−1, 1))."""
+    np.multiply(z, _SQRT_HALF, out=out)
+    erf(out, out=out)
+    np.multiply(z, z, out=z)
+    z *= -0.5
+    np.exp(z, out=z)
+    z *= _SQRT_2_OVER_PI
+    return z
+
+
 def _identity(z, out):
     out[...] = z
     z.fill(1.0)
@@ -64,6 +82,7 @@ _ACTIVATIONS = {
     "relu": _relu,
     "sigmoid": _sigmoid,
     "logistic": _sigmoid,
+    "erf": _erf,
     "identity": _identity,
 }
 ACTIVATIONS = tuple(_ACTIVATIONS)
@@ -142,7 +161,8 @@ class MLP:
         Number of classes (softmax / sigmoid heads) or of target columns (Gaussian head).
         A sigmoid head with ``n_targets=2`` has a single output logit.
     hidden_layer_sizes : sequence of int, default ()
-    activation : {"tanh", "relu", "sigmoid" (alias "logistic"), "identity"}
+    activation : {"tanh", "relu", "sigmoid" (alias "logistic"), "erf", "identity"}
+        ``"erf"`` is ``erf(z/√2)`` (Saad & Solla 1995's soft committee machine).
     head : {"softmax", "sigmoid", "gaussian"} or OutputDistribution
     fit_intercept : bool, default True
         Append a bias row to every layer.

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pytest
-from scipy.special import expit, logsumexp
+from scipy.special import erf, expit, logsumexp
 
 from natgrad_core.models import MLP, LogisticModel, Objective
 from natgrad_core.models import mlp as mlp_module
@@ -141,6 +141,7 @@ ACTIVATIONS = {
     "relu": lambda t: np.maximum(t, 0.0),
     "sigmoid": expit,
     "logistic": expit,
+    "erf": lambda t: erf(t / np.sqrt(2.0)),
     "identity": lambda t: t,
 }
 """φ for each activation name, written independently of natgrad's in-place versions."""

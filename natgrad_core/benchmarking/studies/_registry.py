@@ -5,4 +5,5 @@ from . import (
     empirical_fisher,  # noqa: F401
     fisher_efficiency,  # noqa: F401
     invariance,  # noqa: F401
+    plateaus,  # noqa: F401
 )
