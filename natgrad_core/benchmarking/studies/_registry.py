@@ -1,1 +1,3 @@
 """Imports every study module, so that each registers itself (one line per study)."""
+
+from . import trpo_kl  # noqa: F401
