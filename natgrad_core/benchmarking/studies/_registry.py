@@ -5,5 +5,7 @@ from . import (
     empirical_fisher,  # noqa: F401
     fisher_efficiency,  # noqa: F401
     invariance,  # noqa: F401
+    kfac_autoencoder,  # noqa: F401
     plateaus,  # noqa: F401
+    trpo_kl,  # noqa: F401
 )
