@@ -472,7 +472,7 @@ def test_latex_compiles_and_fits_a_page(tmp_path):
 def test_build_report_passes_the_tables_in_order(headline_frame, tmp_path, monkeypatch):
     passed = {}
 
-    def write_html(out_dir, tables, figure_paths, provenance_dict):
+    def write_html(out_dir, tables, figure_paths, provenance_dict, studies=()):
         passed.update(tables)
         (tmp_path / "index.html").write_text("", encoding="utf-8")
         return tmp_path / "index.html"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import matplotlib
 
@@ -85,3 +86,18 @@ def test_the_html_report_lists_the_studies_found_beside_it(toy, tmp_path):
     statement = found[0]["findings"][0]["statement"]
     assert "Studies" in page and f"<strong>held:</strong> {statement}" in page
     assert 'href="studies/toy/toy.md"' in page
+
+
+def test_the_readme_states_every_committed_study_and_its_findings():
+    root = Path(__file__).resolve().parents[3]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    studies._load_all()
+    committed = sorted((root / "results" / "studies").glob("*/findings.json"))
+    assert {p.parent.name for p in committed} == set(studies.STUDIES)
+    for path in committed:
+        found = json.loads(path.read_text(encoding="utf-8"))
+        assert f"**`{found['study']}`**" in readme
+        for finding in found["findings"]:
+            assert finding["statement"] in readme, (found["study"], finding["claim"])
+            mark = "held" if finding["held"] else "did not hold"
+            assert f"{mark} ({finding['claim']}): {finding['statement']}" in readme
