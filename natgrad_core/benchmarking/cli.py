@@ -206,6 +206,8 @@ def _resolve_suite(args) -> str | None:
 
 
 def _cmd_run(args) -> int:
+    """``natgrad run`` and ``natgrad tune`` (which requires a ``[tune]`` table and stops
+    after the tuning phase)."""
     problem = _resolve_suite(args)
     if problem is not None:
         print(f"natgrad {args.command}: {problem}", file=sys.stderr)
@@ -215,12 +217,19 @@ def _cmd_run(args) -> int:
         if args.seeds:
             config = with_seeds(config, [int(s) for s in args.seeds.split(",")])
     except ValueError as exc:
-        print(f"natgrad run: {exc}", file=sys.stderr)
+        print(f"natgrad {args.command}: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "tune" and config.tune is None:
+        print(
+            f"natgrad tune: {args.config} declares no tuning; expected a [tune] table "
+            '(see the README, "Tuning")',
+            file=sys.stderr,
+        )
         return 2
     if args.n_jobs < 1 or args.blas_threads < 1:
         print(
-            f"natgrad run: --n-jobs and --blas-threads must be >= 1, got {args.n_jobs} "
-            f"and {args.blas_threads}",
+            f"natgrad {args.command}: --n-jobs and --blas-threads must be >= 1, got "
+            f"{args.n_jobs} and {args.blas_threads}",
             file=sys.stderr,
         )
         return 2
@@ -465,23 +474,7 @@ def _dry_run(config, store: ResultsStore) -> int:
 
 
 def _cmd_tune(args) -> int:
-    problem = _resolve_suite(args)
-    if problem is not None:
-        print(f"natgrad tune: {problem}", file=sys.stderr)
-        return 2
-    try:
-        config = load_config(args.config)
-    except ValueError as exc:
-        print(f"natgrad tune: {exc}", file=sys.stderr)
-        return 2
-    if config.tune is None:
-        print(
-            f"natgrad tune: {args.config} declares no tuning; expected a [tune] table "
-            '(see the README, "Tuning")',
-            file=sys.stderr,
-        )
-        return 2
-    return _cmd_run(args)
+    return _cmd_run(args)  # one path: _cmd_run checks the [tune] table when args.command says
 
 
 def _cmd_report(args) -> int:

@@ -389,3 +389,13 @@ def test_a_bad_reference_override_names_its_problem():
     raw["reference"]["by_problem"] = {"wine-mlp": {"batch_size": 8}}
     with pytest.raises(ValueError, match=r"by_problem.wine-mlp\]: reference run: .*full-batch"):
         config_from_dict(raw, "mini")
+
+
+def test_tune_takes_a_suites_quick_variant_and_refuses_a_grid_without_tuning(tmp_path, capsys):
+    out = str(tmp_path / "r")
+    assert main(["tune", "stochastic", "--quick", "--dry-run", "--out", out]) == 0
+    assert capsys.readouterr().out.startswith("stochastic-quick-tuning: ")
+    path = tmp_path / "plain.toml"
+    path.write_text('[run]\nproblems = ["iris-mlp"]\nmax_iter = 2\n')
+    assert main(["tune", str(path), "--out", out]) == 2
+    assert "declares no tuning" in capsys.readouterr().err
