@@ -18,6 +18,10 @@ The loop, in call order (each step says what it sets):
 6. ``finalize``   the :class:`Result`; a diverged run also issues a
                   :class:`~natgrad_core.DivergenceWarning`.
 
+A :class:`~natgrad_core.optim.base.BudgetedSolver` (a library's ``fit``, e.g.
+scikit-learn's) replaces steps 2–4 by one fit from θ₀ per budget of a geometric grid,
+each timed alone and evaluated outside the clock; its rows have no oracle counts (NaN).
+
 Reuse, with an honest clock
 ---------------------------
 The history's evaluation and the optimizer's own share the :class:`Objective`'s memo of
@@ -57,7 +61,7 @@ from .._validation import (
 )
 from ..models.mlp import MLP
 from ..models.objective import Objective
-from .base import Optimizer, StepInfo
+from .base import BudgetedSolver, Optimizer, StepInfo, budget_grid, is_optimizer
 
 __all__ = ["STATUSES", "Result", "minimize"]
 
@@ -70,8 +74,9 @@ class Result:
 
     theta : final parameters, shape (n_params,)
     status : one of "converged", "max_iter", "diverged", "time_limit", "stopped" (the
-             callback asked to stop), "stalled" (L-BFGS-B ended on its own before ``tol``,
-             e.g. no line-search progress is possible in float64)
+             callback asked to stop), "stalled" (the solver ended on its own before ``tol``:
+             L-BFGS-B when no line-search progress is possible in float64, a
+             :class:`BudgetedSolver` whose fit stopped on its own criterion)
     message : a sentence saying why the run ended
     n_iter : optimizer steps taken
     loss, grad_norm : full-data L(θ) and ‖∇L(θ)‖_∞ at ``theta``
@@ -141,6 +146,11 @@ class _Run:
         self.status = None
         self.message = ""
         self.loss0 = None
+        self.counted = True  # False: the solver's oracle calls are not observable
+
+    def counts(self) -> dict:
+        counts = self.objective.counts.as_dict()
+        return counts if self.counted else dict.fromkeys(counts, np.nan)
 
     def stop_clock(self):
         self.clock.stop(self.objective.take_charged_seconds())
@@ -177,7 +187,7 @@ class _Run:
             "step_size": np.nan if info is None else info.step_size,
             "damping": np.nan if info is None else info.damping,
             "status": "start" if info is None else info.status,
-            **self.objective.counts.as_dict(),
+            **self.counts(),
         }
         if info is not None and info.extra:
             row.update({k: v for k, v in info.extra.items() if np.isscalar(v)})
@@ -237,7 +247,7 @@ def minimize(
     model: MLP,
     X,
     y,
-    optimizer: Optimizer,
+    optimizer: Optimizer | BudgetedSolver,
     *,
     alpha: float = 0.0,
     theta0=None,
@@ -286,8 +296,12 @@ def minimize(
         convergence is noticed at the next record, up to ``record_every - 1`` iterations
         late. The oracle counts and times of the rows do not depend on ``record_every``.
     """
-    if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a natgrad Optimizer, got {type(optimizer).__name__}.")
+    budgeted = isinstance(optimizer, BudgetedSolver)
+    if not budgeted and not is_optimizer(optimizer):
+        raise TypeError(
+            "optimizer must be a natgrad Optimizer (methods init and step) or a "
+            f"BudgetedSolver (method solve), got {type(optimizer).__name__}."
+        )
     objective = Objective(model, X, y, alpha)
     max_iter = check_positive_int(max_iter, "max_iter")
     tol = check_nonnegative(tol, "tol")
@@ -302,7 +316,12 @@ def minimize(
             raise ValueError(
                 f"batch_size must be <= n_samples = {objective.n_samples}, got {batch_size}."
             )
-        if optimizer.full_batch_only:
+        if budgeted:
+            raise ValueError(
+                f"{optimizer.name or type(optimizer).__name__} draws its own mini-batches "
+                f"(its own hyperparameters say how); got batch_size={batch_size}."
+            )
+        if getattr(optimizer, "full_batch_only", False):
             raise ValueError(f"{optimizer.name} is full-batch only; got batch_size={batch_size}.")
     # drawn from only by a random initialization and the mini-batch order (seeding from
     # the OS costs about as much as a small fit's step)
@@ -317,8 +336,11 @@ def minimize(
     run = _Run(objective, max_iter, tol, time_limit, callback, divergence_factor, record_every)
     with limit_threads(blas_threads):
         threads = threads_in_force()
+        run.counted = not budgeted
         if not run.record(theta, 0, None):
-            if hasattr(optimizer, "run"):
+            if budgeted:
+                theta = _run_budgets(run, optimizer, objective, theta)
+            elif hasattr(optimizer, "run"):
                 theta = _run_scipy(run, optimizer, objective, theta)
             else:
                 theta = _run_steps(run, optimizer, objective, theta, batch_size, rng)
@@ -333,7 +355,7 @@ def minimize(
         loss=float(last["loss"]),
         grad_norm=float(last["grad_norm"]),
         time=run.clock.total,
-        counts=objective.counts.as_dict(),
+        counts=run.counts(),
         _history=run.rows,
         blas_threads=threads,
     )
@@ -378,3 +400,37 @@ def _run_scipy(run, optimizer, objective, theta):
             return best["theta"]
         run._end("stalled", f"L-BFGS-B stopped before tol: {res.message}")
     return best["theta"]
+
+
+def _run_budgets(run, solver, objective, theta0):
+    """One fit from θ₀ per budget of :func:`budget_grid` (see :class:`BudgetedSolver`).
+
+    A row's ``iteration`` is the iterations its fit ran and its ``time`` the seconds of
+    that fit alone; ``time_limit`` bounds the seconds of all fits together. The curve
+    ends early when a fit stops on its own before its budget ("stalled", unless the
+    gradient test already says "converged"): a larger budget would repeat it.
+    """
+    spent = 0.0
+    theta = theta0
+    for budget in budget_grid(run.max_iter, solver.budget_growth):
+        run.clock.total = 0.0
+        run.clock.start()
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            theta, n_iter, message = solver.solve(objective, theta0.copy(), budget)
+        run.clock.stop()
+        spent += run.clock.total
+        theta = np.asarray(theta, dtype=objective.model.dtype)
+        info = StepInfo(np.nan, np.nan, np.nan, "ok", {"budget": budget})
+        if run.record(theta, int(n_iter), info):
+            break
+        if n_iter < budget:
+            run._end(
+                "stalled",
+                f"{solver.name or type(solver).__name__} stopped on its own after {n_iter} "
+                f"of {budget} iterations: {message}",
+            )
+            break
+        if run.time_limit is not None and spent >= run.time_limit:
+            run._end("time_limit", f"Time limit {run.time_limit:g} s reached by all fits.")
+            break
+    return theta

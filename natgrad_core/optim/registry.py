@@ -46,6 +46,19 @@ adam        ``learning_rate=0.01``: Kingma & Ba's (2015) η = 1e-3 suits long st
 lbfgs       scipy's defaults: 10 correction pairs (Nocedal & Wright 2006 §7.2 recommend
             between 3 and 20).
 
+Solvers shipped as plugins (:data:`SHIPPED_SOLVERS`) and solvers of other packages
+(:mod:`natgrad_core.plugins`: an import path ``"package.module:Factory"`` or a
+``natgrad.solvers`` entry point) are made by the same :func:`make_optimizer`: the factory
+is called with the hyperparameters as keywords. Their resolved configuration is the
+optimizer's ``get_params()`` when it has one (scikit-learn's convention), otherwise the
+factory's signature: the keywords given and the defaults of the others. A plugin whose
+factory takes ``random_state`` gets the run seed unless one is given, as the
+natural-gradient solvers do.
+
+scikit-learn's solvers (sklearn-*) run in scikit-learn's default configuration, with
+``tol`` lowered to 1e-10 so that the budget, not scikit-learn's default stopping rule,
+ends their fits (see :mod:`natgrad_core.optim.sklearn_solvers`).
+
 A configuration is resolved by one rule: start from the solver's recommended
 hyperparameters, then let every keyword given override its own entry. Two couplings: a
 recommended ``learning_rate`` belongs to its recommended ``step`` (gd's 1.0 is Armijo's
@@ -66,15 +79,18 @@ from types import MappingProxyType
 
 import numpy as np
 
-from .base import Optimizer
+from .. import plugins
+from .base import Optimizer, is_optimizer
 from .baselines import LBFGS, Adam, GradientDescent, Momentum
 from .natural_gradient import PRECONDITIONERS, NaturalGradient
 from .steps import StepRule
 
 __all__ = [
     "RECOMMENDED",
+    "SHIPPED_SOLVERS",
     "SOLVERS",
     "make_optimizer",
+    "solver_identity",
     "optimizer_params",
     "recommended_params",
     "resolved_params",
@@ -83,6 +99,23 @@ __all__ = [
 
 _BASELINES = {"gd": GradientDescent, "momentum": Momentum, "adam": Adam, "lbfgs": LBFGS}
 SOLVERS = PRECONDITIONERS + tuple(_BASELINES)
+"""natgrad's own algorithms."""
+
+_SKLEARN = "natgrad_core.optim.sklearn_solvers"
+SHIPPED_SOLVERS = MappingProxyType(
+    {
+        "sklearn-newton-cholesky": f"{_SKLEARN}:LogisticNewtonCholesky",
+        "sklearn-newton-cg": f"{_SKLEARN}:LogisticNewtonCG",
+        "sklearn-lbfgs": f"{_SKLEARN}:LogisticLBFGS",
+        "sklearn-saga": f"{_SKLEARN}:LogisticSAGA",
+        "sklearn-mlp-adam": f"{_SKLEARN}:MLPAdam",
+        "sklearn-mlp-sgd": f"{_SKLEARN}:MLPSGD",
+        "sklearn-mlp-lbfgs": f"{_SKLEARN}:MLPLBFGS",
+    }
+)
+"""Solvers natgrad ships as plugins (name -> import path): scikit-learn's
+``LogisticRegression`` and ``MLPClassifier`` / ``MLPRegressor`` solvers, made like any
+other plugin."""
 
 RECOMMENDED = MappingProxyType(
     {
@@ -113,8 +146,66 @@ def _constructor(solver: str):
     if solver in PRECONDITIONERS:
         return NaturalGradient
     if solver not in _BASELINES:
-        raise ValueError(f"Unknown solver {solver!r}; expected one of {list(SOLVERS)}.")
+        raise ValueError(
+            f"Unknown solver {solver!r}; expected one of {list(SOLVERS)}, "
+            f"{list(SHIPPED_SOLVERS)}, an import path 'package.module:Factory' or the name "
+            f"of an installed {plugins.SOLVER_GROUP!r} entry point."
+        )
     return _BASELINES[solver]
+
+
+def is_plugin(solver) -> bool:
+    """Whether ``solver`` names a plugin (shipped or not) rather than a natgrad algorithm."""
+    return solver not in SOLVERS
+
+
+def _plugin(solver: str) -> plugins.Plugin:
+    if not isinstance(solver, str) or not solver:
+        raise ValueError(f"solver must be a non-empty string, got {solver!r}.")
+    named = solver in SHIPPED_SOLVERS or solver in plugins.entry_point_names(plugins.SOLVER_GROUP)
+    if not named and not plugins.is_import_path(solver):
+        _constructor(solver)  # raises the "Unknown solver" message
+    return plugins.load(solver, plugins.SOLVER_GROUP, dict(SHIPPED_SOLVERS))
+
+
+def solver_identity(solver: str) -> dict | None:
+    """The plugin identity of ``solver`` (:meth:`natgrad_core.plugins.Plugin.identity`),
+    None for natgrad's own algorithms."""
+    return _plugin(solver).identity() if is_plugin(solver) else None
+
+
+def takes_seed(solver: str) -> bool:
+    """Whether the solver's optimizer takes ``random_state`` (then a benchmark run passes
+    its seed unless one is given)."""
+    if not is_plugin(solver):
+        return solver in PRECONDITIONERS
+    try:
+        return "random_state" in inspect.signature(_plugin(solver).obj).parameters
+    except (TypeError, ValueError):  # no signature to read
+        return False
+
+
+def _make_plugin(solver: str, params: dict):
+    plugin = _plugin(solver)
+    try:
+        optimizer = plugin.obj(**params)
+    except TypeError as exc:
+        raise TypeError(f"solver {solver!r} ({plugin.target}): {exc}") from exc
+    except ValueError as exc:
+        raise plugins.PluginError(f"solver {solver!r} ({plugin.target}): {exc}") from exc
+    except Exception as exc:  # a plugin's constructor may raise anything
+        raise plugins.PluginError(
+            f"plugin {solver!r} ({plugin.target}) cannot be constructed: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    if not is_optimizer(optimizer):
+        raise plugins.PluginError(
+            f"plugin {solver!r} ({plugin.target}) returned {type(optimizer).__name__}; "
+            "expected an optimizer with init(objective, theta) and step(objective, theta, "
+            "state) methods (natgrad_core.optim.Optimizer) or a "
+            "natgrad_core.optim.base.BudgetedSolver."
+        )
+    return optimizer
 
 
 @functools.cache
@@ -136,6 +227,9 @@ def recommended_params(solver: str, **params) -> dict:
     """
     if isinstance(params.get("step"), str) and params["step"] == "auto":
         del params["step"]
+    if is_plugin(solver):
+        _plugin(solver)  # unknown or broken plugins raise here
+        return params
     cls = _constructor(solver)
     names = _parameter_names(cls)
     if solver in PRECONDITIONERS:
@@ -164,8 +258,10 @@ def make_optimizer(solver: str, **params) -> Optimizer:
     ``make_optimizer("exact")`` is natural gradient with Levenberg–Marquardt damping;
     ``make_optimizer("exact", step="fixed")`` takes fixed unit steps.
     """
-    cls = _constructor(solver)
     kwargs = recommended_params(solver, **params)
+    if is_plugin(solver):
+        return _make_plugin(solver, kwargs)
+    cls = _constructor(solver)
     if cls is NaturalGradient:
         return NaturalGradient(curvature=solver, **kwargs)
     return cls(**kwargs)
@@ -196,8 +292,11 @@ def optimizer_params(optimizer) -> dict:
     """Every constructor parameter of ``optimizer`` (an Optimizer or a StepRule) with the
     value in force, defaults included, as a JSON-serializable dict.
 
-    The step rule appears under ``"step"`` as ``{"name": ..., <its parameters>}``.
+    The step rule appears under ``"step"`` as ``{"name": ..., <its parameters>}``. An
+    optimizer with ``get_params()`` (scikit-learn's convention, plugins) is read through it.
     """
+    if callable(getattr(optimizer, "get_params", None)):
+        return {name: _plain(value) for name, value in sorted(optimizer.get_params().items())}
     out = {}
     for name in _parameter_names(type(optimizer)):
         value = optimizer.step_rule if name == "step" else getattr(optimizer, name)
@@ -212,4 +311,29 @@ def resolved_params(solver: str, **params) -> dict:
     >>> resolved_params("exact")["step"]["name"]
     'lm'
     """
-    return optimizer_params(make_optimizer(solver, **params))
+    optimizer = make_optimizer(solver, **params)
+    if not is_plugin(solver) or callable(getattr(optimizer, "get_params", None)):
+        return optimizer_params(optimizer)
+    return _signature_params(solver, params)
+
+
+def _signature_params(solver: str, params: dict) -> dict:
+    """The keywords given and the defaults of the factory's other parameters."""
+    factory = _plugin(solver).obj
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # no signature to read: what was given is all we know
+        return {name: _plain(value) for name, value in sorted(params.items())}
+    bound = signature.bind_partial(**params)
+    bound.apply_defaults()
+    out = {}
+    for name, value in bound.arguments.items():
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            out.update(value)
+        elif kind is not inspect.Parameter.VAR_POSITIONAL:
+            out[name] = value
+    try:
+        return {name: _plain(value) for name, value in sorted(out.items())}
+    except TypeError as exc:
+        raise TypeError(f"solver {solver!r}: {exc}") from None
