@@ -41,12 +41,13 @@ from .._threads import limit_threads
 from .._validation import SingularCurvatureWarning
 from ..curvature import DenseFisher
 from ..models.objective import Objective
-from ..optim import PRECONDITIONERS, SOLVERS, make_optimizer, minimize
-from ..optim.registry import resolved_params
+from ..optim import make_optimizer, minimize
+from ..optim.base import BudgetedSolver
+from ..optim.registry import resolved_params, solver_identity, takes_seed
 from .problems import Problem, ProblemData
 from .provenance import code_version, config_hash, environment, machine_id
 from .reference import Reference, ReferenceSpec, reference_solution
-from .store import SCHEMA, SCHEMA_VERSION
+from .store import SCHEMA, SCHEMA_VERSION, conform
 
 __all__ = ["RunSpec", "SolverConfig", "execute"]
 
@@ -72,6 +73,10 @@ taken."""
 class SolverConfig:
     """A labelled solver with its hyperparameters (keyword arguments of make_optimizer).
 
+    ``solver`` is a natgrad algorithm, a shipped plugin (sklearn-*), an import path
+    ``"package.module:Factory"`` or an installed ``natgrad.solvers`` entry point; a plugin
+    that cannot be imported or constructed raises ValueError naming it.
+
     ``batch_size``: the mini-batch size of this solver's runs, overriding the grid's
     (None: the grid's); it is a knob a tuning search may choose (see :mod:`.tuning`).
     """
@@ -91,11 +96,6 @@ class SolverConfig:
                 f"solver {self.label!r}: batch_size must be an integer >= 1 or None (the "
                 f"grid's), got {self.batch_size!r}."
             )
-        if self.solver not in SOLVERS:
-            raise ValueError(
-                f"solver {self.label!r}: unknown solver {self.solver!r}; expected one of "
-                f"{list(SOLVERS)}."
-            )
         try:
             make_optimizer(self.solver, **self.kwargs)
         except (TypeError, ValueError) as exc:
@@ -111,9 +111,10 @@ class SolverConfig:
 
     def run_kwargs(self, seed: int) -> dict:
         """The keywords of make_optimizer for a run with this seed: natural gradient's
-        Monte-Carlo labels follow the run seed unless ``random_state`` is set."""
+        Monte-Carlo labels (and any plugin's ``random_state``) follow the run seed unless
+        ``random_state`` is set."""
         kwargs = self.kwargs
-        if self.solver in PRECONDITIONERS:
+        if takes_seed(self.solver):
             kwargs.setdefault("random_state", seed)
         return kwargs
 
@@ -122,6 +123,11 @@ class SolverConfig:
         see :func:`~natgrad_core.optim.registry.resolved_params`), for a run with ``seed``."""
         kwargs = self.kwargs if seed is None else self.run_kwargs(seed)
         return resolved_params(self.solver, **kwargs)
+
+    def identity(self) -> dict | None:
+        """The plugin's identity (import path, package, version, source hash; see
+        :mod:`natgrad_core.plugins`), None for natgrad's own algorithms."""
+        return solver_identity(self.solver)
 
     def to_dict(self) -> dict:
         out = {"label": self.label, "solver": self.solver, "params": self.kwargs}
@@ -199,6 +205,9 @@ class RunSpec:
         and pooled by it, so two spellings of one configuration are one configuration."""
         config = self.config()
         config["solver"] = {**config["solver"], "params": self.solver.resolved()}
+        identity = self.solver.identity()
+        if identity is not None:  # a resume never mixes two versions of a plugin
+            config["solver"]["plugin"] = identity
         return config
 
     def config_id(self) -> str:
@@ -348,7 +357,18 @@ def _flop_units(spec, data) -> dict:
     return {"grad_flops": flops.gradient, "backprop_flops": flops.propagation}
 
 
-def _frame(spec, record, data, rows, status, message, n_concurrent, blas_threads, grad_time=np.nan):
+def _frame(
+    spec,
+    record,
+    data,
+    rows,
+    status,
+    message,
+    n_concurrent,
+    blas_threads,
+    grad_time=np.nan,
+    curve="run",
+):
     frame = pd.DataFrame(rows)
     if frame.empty:
         frame = pd.DataFrame(
@@ -375,6 +395,7 @@ def _frame(spec, record, data, rows, status, message, n_concurrent, blas_threads
         "blas_threads": blas_threads,
         "grad_time": grad_time,
         "machine": machine_id(),
+        "curve": curve,
         **_step_diagnostics(frame),
         **_flop_units(spec, data),
     }
@@ -383,7 +404,7 @@ def _frame(spec, record, data, rows, status, message, n_concurrent, blas_threads
     for col, (dtype, _) in SCHEMA.items():
         if col not in frame.columns:
             frame[col] = "" if dtype == "str" else (0 if dtype == "int64" else np.nan)
-    frame = frame[list(SCHEMA)]
+    frame = conform(frame)  # the dtypes of SCHEMA, as the run reads back from its file
     frame.attrs["run_record"] = record
     return frame
 
@@ -399,15 +420,30 @@ def execute(
     The rows carry the run's record in ``attrs["run_record"]`` (see :meth:`RunSpec.record`).
     """
     data = record = None
+    curve = "run"
     try:
         with limit_threads(blas_threads):
             record = spec.record()
+            kwargs = spec.solver.run_kwargs(spec.seed)
+            probe = make_optimizer(spec.solver.solver, **kwargs)
+            curve = probe.curve if isinstance(probe, BudgetedSolver) else "run"
             data = spec.problem.load(spec.seed)
             reason = _infeasible(spec, data)
+            if reason is None and isinstance(probe, BudgetedSolver):
+                reason = probe.skip_reason(data.model)
             if reason is not None:
-                return _frame(spec, record, data, [], "skipped", reason, n_concurrent, blas_threads)
+                return _frame(
+                    spec,
+                    record,
+                    data,
+                    [],
+                    "skipped",
+                    reason,
+                    n_concurrent,
+                    blas_threads,
+                    curve=curve,
+                )
             ref = reference_solution(data, cache_dir, spec.reference, spec.seed)
-            kwargs = spec.solver.run_kwargs(spec.seed)
             common = dict(alpha=data.alpha, batch_size=spec.batch_size, random_state=spec.seed)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", SingularCurvatureWarning)
@@ -457,11 +493,20 @@ def execute(
                 n_concurrent,
                 blas_threads,
                 grad_time,
+                curve,
             )
-    except Exception as exc:  # recorded, so the grid goes on
+    except Exception as exc:  # recorded with its traceback, so the grid goes on
         message = f"{type(exc).__name__}: {exc}"
-        tb = traceback.format_exc(limit=3)
+        tb = traceback.format_exc()
         record = record or spec.record()
         return _frame(
-            spec, record, data, [], "error", f"{message}\n{tb}", n_concurrent, blas_threads
+            spec,
+            record,
+            data,
+            [],
+            "error",
+            f"{message}\n{tb}",
+            n_concurrent,
+            blas_threads,
+            curve=curve,
         )

@@ -65,7 +65,7 @@ __all__ = [
     "write_if_changed",
 ]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 SCHEMA: dict[str, tuple[str, str]] = {
     "schema_version": ("int64", "version of this table layout"),
@@ -106,16 +106,20 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "dist_to_opt": ("float64", "||theta - w*||_2 (NaN when non-convex)"),
     "grad_norm": ("float64", "max-norm of the full gradient"),
     "test_metric": ("float64", "test accuracy (classifiers) or test MSE (autoencoder)"),
-    "n_loss": ("int64", "loss-only evaluations so far"),
-    "n_grad": ("int64", "gradient evaluations so far"),
-    "n_fvp": ("int64", "Fisher-vector products so far"),
-    "n_cg_iter": ("int64", "conjugate-gradient iterations so far"),
-    "n_factorizations": ("int64", "dense factorizations so far"),
+    "n_loss": (
+        "float64",
+        "loss-only evaluations so far (this and the other counts: NaN when the solver's "
+        "calls cannot be observed, a curve of restarted fits)",
+    ),
+    "n_grad": ("float64", "gradient evaluations so far"),
+    "n_fvp": ("float64", "Fisher-vector products so far"),
+    "n_cg_iter": ("float64", "conjugate-gradient iterations so far"),
+    "n_factorizations": ("float64", "dense factorizations so far"),
     "n_backprop": (
-        "int64",
+        "float64",
         "output columns pulled back through the network to build curvature, so far",
     ),
-    "n_flops": ("int64", "flops of the curvature's dense linear algebra so far"),
+    "n_flops": ("float64", "flops of the curvature's dense linear algebra so far"),
     "grad_flops": (
         "int64",
         "flops of one gradient evaluation on one batch of this run (MLP.pass_flops): "
@@ -147,6 +151,11 @@ SCHEMA: dict[str, tuple[str, str]] = {
         "machine id (hash of CPU model, logical cores, platform, host): times compare "
         "only between runs with the same id",
     ),
+    "curve": (
+        "str",
+        "how the curve was made: run (one run, recorded as it went) or restarts (one fit "
+        "from the start per iteration budget; a row's time is that fit's seconds)",
+    ),
     "n_rejected": (
         "int64",
         "steps of the run not taken (step size 0: rejected, failed line search, no descent)",
@@ -162,12 +171,14 @@ SCHEMA: dict[str, tuple[str, str]] = {
 }
 
 
-UPGRADES: dict[int, dict[str, str]] = {2: {"solver_name": "algorithm"}, 3: {}}
+UPGRADES: dict[int, dict[str, str]] = {2: {"solver_name": "algorithm"}, 3: {}, 4: {}}
 """Older schema versions this natgrad reads, each with the column renames that bring a
 table of that version to :data:`SCHEMA_VERSION` (applied on load; files are not rewritten);
 columns added since (:data:`ADDED`) are filled with their value for "not recorded"."""
-ADDED: dict[str, object] = {"reference_loss": float("nan")}
-"""Columns added after schema 3 -> the value older tables get (they did not record it)."""
+ADDED: dict[str, object] = {"reference_loss": float("nan"), "curve": "run"}
+"""Columns added after schema 3 -> the value older tables get (they did not record it;
+every curve before schema 5 was one run). Schema 5 also made the oracle counts floats, so
+that a solver whose calls cannot be observed records NaN, not 0."""
 
 _STRING_DTYPES = {col: str for col, (dtype, _) in SCHEMA.items() if dtype == "str"} | {
     old: str

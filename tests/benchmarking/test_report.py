@@ -75,6 +75,7 @@ def make_run(problem, solver, seed, subs, times=None, **columns):
         "n_concurrent": 1,
         "blas_threads": 1,
         "machine": "m0",
+        "curve": "run",
         "n_rejected": 0,
         "n_cg_capped": 0,
         "n_fallbacks": 0,
