@@ -20,11 +20,13 @@ import threading
 import warnings
 from pathlib import Path
 
+from .. import plugins
 from ..optim import SOLVERS
+from ..optim.registry import SHIPPED_SOLVERS, is_plugin
 from .compare import SAME_TOLERANCE, TIME_THRESHOLD, compare
 from .grid import DEFAULT_SOLVERS, load_config, run_grid, suite_config, with_seeds
 from .peers import MIN_REPEATS
-from .problems import PROBLEMS, SUITES
+from .problems import BUNDLED, PROBLEMS, SUITES
 from .scaling import ITERATIONS, REPEATS, sweeps
 from .store import ResultsStore, remove_stale_temp_files, write_if_changed
 
@@ -43,8 +45,19 @@ def _cmd_list(args) -> int:
     if what in ("solvers", "all"):
         print("solvers (recommended configurations):")
         for s in DEFAULT_SOLVERS:
+            if is_plugin(s.solver):
+                continue
             params = ", ".join(f"{k}={v}" for k, v in s.params)
-            print(f"  {s.label:10s} {params}")
+            print(f"  {s.label:24s} {params}")
+        print("solvers shipped as plugins (scikit-learn's defaults, curves of restarted fits):")
+        for name in SHIPPED_SOLVERS:
+            plugin = plugins.load(name, plugins.SOLVER_GROUP, dict(SHIPPED_SOLVERS))
+            needs = ", ".join(f"{d} {v}" for d, v in plugin.requires)
+            print(f"  {name:24s} {plugin.target}  [{needs}]")
+    if what in ("solvers", "plugins", "all"):
+        _list_plugins("solver plugins", plugins.SOLVER_GROUP, (*SOLVERS, *SHIPPED_SOLVERS))
+    if what in ("problems", "plugins", "all"):
+        _list_plugins("dataset plugins", plugins.DATASET_GROUP, DATASET_NAMES)
     if what in ("suites", "all"):
         print("suites:")
         for name, problems in SUITES.items():
@@ -59,6 +72,20 @@ def _cmd_list(args) -> int:
                 f"time_limit={c.time_limit:g}s{tuned}: {', '.join(problems)}"
             )
     return 0
+
+
+DATASET_NAMES = (*BUNDLED, "synthetic", "file")
+"""Dataset names built into natgrad: an entry point of the same name is shadowed."""
+
+
+def _list_plugins(title: str, group: str, builtin) -> None:
+    """The installed entry points of ``group``, with their package and version."""
+    found = plugins.available(group, builtin)
+    print(f"{title} (installed packages' {group!r} entry points): {len(found) or 'none'}")
+    for p in found:
+        where = f"{p['package']} {p['version']}" if p["package"] else "no package"
+        note = f"  ({p['note']})" if p["note"] else ""
+        print(f"  {p['name']:24s} {p['import']}  [plugin from {where}]{note}")
 
 
 def _stored_runs(store: ResultsStore, config=None):
@@ -291,8 +318,11 @@ def _run_checked(args, config, out: Path) -> int:
         print(f"natgrad run: the runs are stored, but cannot be summarized: {exc}", file=sys.stderr)
         return 1
     if not frame.empty:
+        from .report.metrics import drop_not_applicable, label_restarts
+
         gaps = _target_gaps(config)
-        print(_fastest(frame) if gaps is None else _findings_text(frame, gaps))
+        shown = label_restarts(drop_not_applicable(frame))
+        print(_fastest(shown) if gaps is None else _findings_text(shown, gaps))
     if not args.no_report:
         _report(store, frame, config, refresh=summary.n_ran > 0, tuning=tuning)
     return failed
@@ -917,16 +947,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add_command(
         sub,
         _cmd_list,
-        "list the bundled problems, the solvers' recommended configurations and the suites",
+        "list the bundled problems, the solvers' recommended configurations, the suites "
+        "and the installed plugins",
         "List the bundled problems, the solvers with their recommended "
-        "hyperparameters, and the suites (problems, seeds and budget of each).",
+        "hyperparameters, the solvers shipped as plugins (scikit-learn's), the suites "
+        "(problems, seeds and budget of each), and the plugins installed packages declare "
+        "(entry points natgrad.solvers and natgrad.problems) with package and version.",
         "example:\n  natgrad list suites",
     )
     p.add_argument(
         "what",
         nargs="?",
         default="all",
-        choices=["all", "problems", "solvers", "suites"],
+        choices=["all", "problems", "solvers", "suites", "plugins"],
         help="what to list (default: all)",
     )
     for func, summary, description, epilog in (

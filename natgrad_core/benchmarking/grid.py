@@ -30,7 +30,7 @@ from pathlib import Path
 from .._threads import limit_threads
 from .._validation import check_nonnegative, check_positive
 from ..optim import make_optimizer
-from ..optim.registry import RECOMMENDED, recommended_params
+from ..optim.registry import RECOMMENDED, SHIPPED_SOLVERS, recommended_params
 from .problems import MAX_SEED, PROBLEMS, SUITES, get_problem, problem_from_dict
 from .reference import ReferenceSpec, reference_solution
 from .runner import DENSE_FLOP_LIMIT, RunSpec, SolverConfig, execute
@@ -66,8 +66,11 @@ def recommended_config(solver: str, label: str | None = None, **params) -> Solve
     return SolverConfig.make(label or solver, solver, **kwargs)
 
 
-DEFAULT_SOLVERS = tuple(recommended_config(solver) for solver in RECOMMENDED)
-"""Every solver in its recommended configuration, labelled by its name."""
+DEFAULT_SOLVERS = tuple(recommended_config(solver) for solver in (*RECOMMENDED, *SHIPPED_SOLVERS))
+"""Every natgrad solver in its recommended configuration and every shipped plugin
+(scikit-learn's solvers) in its default one, labelled by its name. A scikit-learn solver
+runs only on the models it fits (LogisticRegression: logistic problems; MLP: MLP
+problems); its runs elsewhere are stored as not applicable and left out of the tables."""
 
 SUITE_BUDGETS = {
     "quick": {"seeds": (0, 1, 2), "max_iter": 100, "time_limit": 10.0},

@@ -47,7 +47,7 @@ from ..optim.registry import resolved_params, solver_identity, takes_seed
 from .problems import Problem, ProblemData
 from .provenance import code_version, config_hash, environment, machine_id
 from .reference import Reference, ReferenceSpec, reference_solution
-from .store import SCHEMA, SCHEMA_VERSION, conform
+from .store import NOT_APPLICABLE, SCHEMA, SCHEMA_VERSION, conform
 
 __all__ = ["RunSpec", "SolverConfig", "execute"]
 
@@ -431,6 +431,7 @@ def execute(
             reason = _infeasible(spec, data)
             if reason is None and isinstance(probe, BudgetedSolver):
                 reason = probe.skip_reason(data.model)
+                reason = reason and NOT_APPLICABLE + reason
             if reason is not None:
                 return _frame(
                     spec,

@@ -215,6 +215,12 @@ def conform(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+NOT_APPLICABLE = "not applicable: "
+"""Start of the message of a skipped run whose solver cannot fit the problem's model at
+all (a BudgetedSolver's ``skip_reason``, e.g. LogisticRegression on an MLP): stored, so a
+resume does not retry it, but left out of the report's tables, where it would read as a
+solver that ran and failed."""
+
 RUN_STATUSES = (*STATUSES, "target", "skipped", "error")
 """Terminal statuses of a stored run: the driver's, and the runner's own."""
 

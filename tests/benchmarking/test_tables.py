@@ -207,6 +207,7 @@ def test_hyperparameters_from_records():
         "config_id",
         "algorithm",
         "tuning",
+        "curve",
         "problems",
         "damping",
         "kfac_damping",
@@ -227,6 +228,7 @@ def test_hyperparameters_from_records():
         "config_id": "cfg-kfac",
         "algorithm": "kfac",
         "tuning": "not tuned",
+        "curve": "one run",
         "problems": "P",
         "damping": 1e-4,
         "kfac_damping": "exact",
@@ -245,7 +247,7 @@ def test_hyperparameters_from_records():
     assert rows["adam"]["batch_size"] == 32
     old = rows["old"]
     assert old["algorithm"] == "gd" and old["seeds"] == "0"
-    assert {old[c] for c in table.columns[5:-1]} == {"unknown"}
+    assert {old[c] for c in table.columns[6:-1]} == {"unknown"}
     assert not table.isna().any().any()  # blank, never NaN
 
     md = tables._markdown("hyperparameters", table, {})
@@ -486,3 +488,19 @@ def test_build_report_passes_the_tables_in_order(headline_frame, tmp_path, monke
     assert passed["headline_time"].attrs == {"eps": metrics.HEADLINE_EPS, "measure": "time"}
     for name in passed:
         assert not (tmp_path / "tables" / f"{name}.csv").read_text().startswith("#")
+
+
+def test_hyperparameters_say_a_curve_was_restarted_and_keep_a_colliding_name_apart():
+    frame = make_run("P", "sk", 0, [1.0, 0.5], algorithm="sklearn-lbfgs", curve="restarts")
+    params = {"solver": "lbfgs", "tol": 1e-10, "budget_growth": 1.5}
+    records = {"P|sk|0": record("sk", "sklearn-lbfgs", params, max_iter=100)}
+    table = metrics.hyperparameters(frame, records)
+    row = table.to_dict("records")[0]
+    # budgets 1, 2, 3, 5, 8, 12, 18, 27, 41, 62, 93, 100: computed by hand from ⌈1.5 k⌉
+    assert row["curve"] == "restarted fits, one per budget 1, 2, 3, 5, …, 100 (12 fits)"
+    assert row["solver"] == "sk" and row["solver (hyperparameter)"] == "lbfgs"
+    assert row["tol (hyperparameter)"] == 1e-10 and row["tol"] == 1e-10
+    # every table shows the label marked
+    labelled = metrics.label_restarts(frame)
+    assert set(labelled["solver"]) == {"sk (restarts)"}
+    assert metrics.tuning_status("adam (tuned) (restarts)") == metrics.TUNED

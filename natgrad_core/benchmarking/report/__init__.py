@@ -25,9 +25,11 @@ from .metrics import (
     HEADLINE_EPS,
     MEASURES,
     add_best_known,
+    drop_not_applicable,
     findings,
     headline,
     hyperparameters,
+    label_restarts,
     performance_profile,
     run_metrics,
     separate_configurations,
@@ -44,9 +46,11 @@ __all__ = [
     "MEASURES",
     "add_best_known",
     "build_report",
+    "drop_not_applicable",
     "findings",
     "headline",
     "hyperparameters",
+    "label_restarts",
     "make_figures",
     "performance_profile",
     "render_html",
@@ -180,7 +184,7 @@ def build_report(
         The ``index.html``.
     """
     out_dir = Path(out_dir)
-    separated = separate_configurations(frame)
+    separated = separate_configurations(label_restarts(drop_not_applicable(frame)))
     record = _results_record(separated, records or {})
     relabelled = sorted(set(separated["solver"]) - set(frame["solver"]))
     if relabelled:

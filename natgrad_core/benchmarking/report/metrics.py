@@ -63,6 +63,8 @@ import numpy as np
 import pandas as pd
 
 from ...optim import PRECONDITIONERS, SOLVERS
+from ...optim.base import budget_grid
+from ..store import NOT_APPLICABLE
 from ..tuning import DEFAULT_SUFFIX, TUNED_SUFFIX
 
 DEFAULT_EPS: tuple[float, ...] = (1e-2, 1e-4, 1e-6, 1e-8)
@@ -95,6 +97,11 @@ MEASURES: dict[str, str] = {
     "iterations": "iterations_to_eps",
 }
 """Cost measures for :func:`performance_profile` and the to-ε tables -> per-run column."""
+RESTARTS = "restarts"
+"""``curve`` of runs made by restarted fits (:class:`optim.base.BudgetedSolver`): their
+oracle calls are not observable, so their work and first-order calls are NaN and they are
+left out of the profiles of those measures."""
+_COUNTED = ("work_to_eps", "first_order_calls_to_eps")
 STATUS_ORDER = ("converged", "target", "max_iter", "time_limit", "diverged", "skipped", "error")
 PLOT_FLOOR = 1e-16
 """Suboptimalities below this (exact zeros, rounding) are drawn at this value on log axes."""
@@ -280,6 +287,7 @@ def run_metrics(frame: pd.DataFrame, eps: Sequence[float]) -> tuple[pd.DataFrame
             "mean_fidelity": by_run["fidelity"].mean(),
         }
     )
+    uncounted = (last["curve"] == RESTARTS).to_numpy()
     pieces = []
     for e in eps:
         hit = f[f["suboptimality"] <= e].groupby("run_key", sort=False).head(1)
@@ -292,6 +300,8 @@ def run_metrics(frame: pd.DataFrame, eps: Sequence[float]) -> tuple[pd.DataFrame
                 "iterations_to_eps": hit["iteration"].astype(np.float64),
             }
         ).reindex(runs.index, fill_value=np.inf)  # never reached: +inf; unknown stays NaN
+        # a library's fit hides its oracle calls: its work is unknown, reached or not
+        costs.loc[uncounted, list(_COUNTED)] = np.nan
         pieces.append(costs.assign(eps=float(e)))
     crossing = pd.concat(pieces).rename_axis("run_key").reset_index()
     crossing = crossing.merge(runs[[*_GROUP, "reference"]], left_on="run_key", right_index=True)
@@ -454,6 +464,7 @@ NOT_TUNED = "not tuned"
 def tuning_status(label: str) -> str:
     """How a solver label's configuration was chosen: :data:`TUNED`, :data:`DEFAULT` or
     :data:`NOT_TUNED`, from the suffixes the tuning protocol gives its labels."""
+    label = label.removesuffix(RESTART_SUFFIX)
     if label.endswith(TUNED_SUFFIX):
         return TUNED
     if label.endswith(DEFAULT_SUFFIX):
@@ -473,10 +484,14 @@ def hyperparameters(frame: pd.DataFrame, records: Mapping[str, Mapping]) -> pd.D
     (``step``: the step rule's name, ``step.decay``: its parameter). The budget is
     :data:`BUDGET` from the same record and ``seeds``, the seeds of the runs in ``frame``.
 
+    ``curve`` says how the curve was made (:func:`curve_text`). A hyperparameter whose name
+    is one of the table's own columns (scikit-learn's ``solver``) is shown as
+    ``"<name> (hyperparameter)"``.
+
     Returns
     -------
     DataFrame
-        Columns solver, config_id, algorithm, tuning, problems, the hyperparameters
+        Columns solver, config_id, algorithm, tuning, curve, problems, the hyperparameters
         (sorted by name), :data:`BUDGET`, seeds. Object cells: a hyperparameter the
         configuration's algorithm does not have is ``""``, one set to None is
         :data:`NONE`; a value the record does not hold (every one for a configuration
@@ -494,14 +509,25 @@ def hyperparameters(frame: pd.DataFrame, records: Mapping[str, Mapping]) -> pd.D
             "config_id": config_id,
             "algorithm": solver.get("solver", str(group["algorithm"].iloc[0])),
             "tuning": tuning_status(str(label)),
+            "curve": curve_text(group["curve"].iloc[0], configuration),
             "problems": ", ".join(sorted(map(str, group["problem"].unique()))),
-            "params": _flatten(solver["params"]) if "params" in solver else None,
+            "params": _own_names(_flatten(solver["params"])) if "params" in solver else None,
             **{k: _none(configuration.get(k, UNKNOWN_CONFIG)) for k in BUDGET},
             "seeds": ", ".join(str(s) for s in sorted(group["seed"].unique())),
         }
         rows.append(row)
     names = sorted({name for row in rows if row["params"] for name in row["params"]})
-    columns = ["solver", "config_id", "algorithm", "tuning", "problems", *names, *BUDGET, "seeds"]
+    columns = [
+        "solver",
+        "config_id",
+        "algorithm",
+        "tuning",
+        "curve",
+        "problems",
+        *names,
+        *BUDGET,
+        "seeds",
+    ]
     table = []
     for row in rows:
         params = row.pop("params")
@@ -511,6 +537,55 @@ def hyperparameters(frame: pd.DataFrame, records: Mapping[str, Mapping]) -> pd.D
             row.update({name: _none(params.get(name, "")) for name in names})
         table.append(row)
     return pd.DataFrame(table, columns=columns, dtype=object)
+
+
+_TABLE_COLUMNS = ("solver", "config_id", "algorithm", "tuning", "curve", "problems", "seeds")
+
+
+def _own_names(params: dict) -> dict:
+    return {
+        (f"{k} (hyperparameter)" if k in _TABLE_COLUMNS or k in BUDGET else k): v
+        for k, v in params.items()
+    }
+
+
+def curve_text(curve: str, configuration: Mapping) -> str:
+    """How a configuration's curve was made, for the hyperparameter table: "one run", or
+    the restart budgets (from the record's max_iter and ``budget_growth``)."""
+    if curve != RESTARTS:
+        return "one run"
+    params = configuration.get("solver", {}).get("params", {})
+    max_iter, growth = configuration.get("max_iter"), params.get("budget_growth")
+    if not isinstance(max_iter, int) or not isinstance(growth, (int, float)):
+        return "restarted fits"
+    budgets = budget_grid(max_iter, growth)
+    shown = ", ".join(map(str, budgets[:4])) + (f", …, {budgets[-1]}" if len(budgets) > 4 else "")
+    return f"restarted fits, one per budget {shown} ({len(budgets)} fits)"
+
+
+def drop_not_applicable(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` without the runs skipped as not applicable (:data:`store.NOT_APPLICABLE`:
+    the solver cannot fit that model at all): a table shows them blank, "did not run"."""
+    skipped = (frame["status"] == "skipped") & frame["message"].astype(str).str.startswith(
+        NOT_APPLICABLE
+    )
+    return frame[~skipped] if skipped.any() else frame
+
+
+def label_restarts(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the label of every run made by restarted fits marked
+    " (restarts)", so a table never shows such a curve as if it were one run."""
+    rows = frame["curve"] == RESTARTS
+    if not rows.any():
+        return frame
+    out = frame.copy()
+    labels = out.loc[rows, "solver"].astype(str)
+    done = labels.str.endswith(RESTART_SUFFIX)
+    out.loc[rows, "solver"] = labels.where(done, labels + RESTART_SUFFIX)
+    return out
+
+
+RESTART_SUFFIX = " (restarts)"
 
 
 def _last_rows(frame: pd.DataFrame) -> pd.DataFrame:
@@ -574,6 +649,9 @@ def _median_cost(frame: pd.DataFrame, eps: float, measure: str) -> pd.DataFrame:
     _, crossing = run_metrics(frame, (eps,))
     med = _spread(crossing.groupby(_KEYS)[MEASURES[measure]])["median"]
     solvers = sorted(frame["solver"].unique())
+    if MEASURES[measure] in _COUNTED:  # no count, no place in a profile of counts
+        uncounted = set(frame.loc[frame["curve"] == RESTARTS, "solver"])
+        solvers = [s for s in solvers if s not in uncounted]
     return med.unstack("solver").reindex(columns=solvers).fillna(np.inf)
 
 

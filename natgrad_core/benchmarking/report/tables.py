@@ -538,7 +538,10 @@ def _headline_grid(name: str, table: pd.DataFrame, style: _Style) -> _Grid:
     if "inf" in used:
         notes.append("∞ in brackets: the runs at that quartile did not reach ε.")
     if "nan" in used:
-        notes.append("–: not measured (no gradient-flop count stored).")
+        notes.append(
+            "–: not measured (a curve of restarted fits, whose oracle calls the library does "
+            "not expose; or no gradient-flop count stored)."
+        )
     if "blank" in used:
         notes.append("Blank: the solver did not run on the problem.")
     notes.append(_reference_note(table["reference"]))
