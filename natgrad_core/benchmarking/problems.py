@@ -2,9 +2,12 @@
 
 A :class:`Problem` is a frozen description; :meth:`Problem.load` turns it into arrays
 and a model. Data come from scikit-learn's bundled datasets, from ``make_classification``
-(synthetic, for how cost grows with size), or from a file the user points at (LIBSVM /
-svmlight, CSV, NPZ) — never from the network. Features are standardized with statistics
-of the training split; the split is stratified and drawn afresh for every run seed.
+(synthetic, for how cost grows with size), from a file the user points at (LIBSVM /
+svmlight, CSV, NPZ), or from a dataset plugin: a loader named by import path
+``"package.module:loader"`` or by an installed ``natgrad.problems`` entry point (see
+:data:`LOADER_PROTOCOL`); natgrad itself never reads from the network. Features are
+standardized with statistics of the training split; the split is stratified and drawn
+afresh for every run seed.
 
 Why the run seed redraws the split (repeated stratified hold-out, as scikit-learn's
 ``StratifiedShuffleSplit``) rather than bootstrapping the training set: a new split varies
@@ -26,7 +29,7 @@ import numbers
 import warnings
 import zipfile
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cache, cached_property, lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -34,10 +37,21 @@ from sklearn import datasets
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
+from .. import plugins
 from .._validation import check_choice, check_finite_array, check_nonnegative
 from ..models.mlp import ACTIVATIONS, MLP, LogisticModel
 
-__all__ = ["PROBLEMS", "SUITES", "Problem", "ProblemData", "get_problem", "problem_from_dict"]
+__all__ = [
+    "DATASETS",
+    "PROBLEMS",
+    "SUITES",
+    "PluginData",
+    "Problem",
+    "ProblemData",
+    "dataset_plugins",
+    "get_problem",
+    "problem_from_dict",
+]
 
 BUNDLED = {
     "breast_cancer": datasets.load_breast_cancer,
@@ -45,6 +59,15 @@ BUNDLED = {
     "iris": datasets.load_iris,
     "digits": datasets.load_digits,
 }
+DATASETS = (*BUNDLED, "synthetic", "file")
+"""The built-in dataset names; they take precedence over entry points of the same name."""
+LOADER_PROTOCOL = (
+    "a callable taking no arguments that returns (X, y) or (X, y, metadata): X an array of "
+    "shape (n_samples, n_features) of finite numbers with n_features >= 1, y an array of "
+    "shape (n_samples,) of finite labels, metadata a dict of JSON values (e.g. description, "
+    "source, license)"
+)
+"""What a dataset plugin is (the words every error about one repeats)."""
 MODELS = ("logistic", "mlp", "autoencoder")
 FILE_FORMATS = ("svmlight", "csv", "npz")
 MAX_SEED = 2**32 - 1
@@ -93,7 +116,8 @@ class Problem:
 
     name : unique label used in tables.
     dataset : a bundled name ("breast_cancer", "wine", "iris", "digits"), "synthetic",
-        or "file".
+        "file", or a dataset plugin: an import path ``"package.module:loader"`` or the
+        name of an installed ``natgrad.problems`` entry point (built-in names win).
     model : "logistic", "mlp" or "autoencoder".
     alpha : L2 strength (objective ``mean nll + alpha ‖W‖² / (2N)``).
     hidden, activation : the MLP / autoencoder architecture.
@@ -134,7 +158,8 @@ class Problem:
             _check_field_type(getattr(self, key), key, int)
         if not self.name:
             raise ValueError("name must be a non-empty string, got ''.")
-        check_choice(self.dataset, "dataset", [*BUNDLED, "synthetic", "file"])
+        if self.is_plugin:
+            self._check_plugin()
         check_choice(self.model, "model", MODELS)
         check_choice(self.activation, "activation", ACTIVATIONS)
         check_nonnegative(self.alpha, "alpha")
@@ -169,6 +194,32 @@ class Problem:
             if not Path(self.path).exists():
                 raise ValueError(f"data file not found: {self.path!r}.")
 
+    def _check_plugin(self):
+        installed = sorted(plugins.entry_point_names(plugins.DATASET_GROUP))
+        if self.dataset not in installed and not plugins.is_import_path(self.dataset):
+            raise ValueError(
+                f"Unknown dataset {self.dataset!r}; expected one of {list(DATASETS)}, an "
+                f"import path 'package.module:loader' or the name of an installed "
+                f"{plugins.DATASET_GROUP!r} entry point (installed: {installed or 'none'})."
+            )
+        try:
+            plugin = self.dataset_plugin()
+        except plugins.PluginError as exc:
+            raise plugins.PluginError(
+                f"dataset {str(exc).rstrip('.')}. Expected an importable "
+                f"'package.module:loader', the loader {LOADER_PROTOCOL}."
+            ) from None
+        if not callable(plugin.obj):
+            raise plugins.PluginError(
+                f"dataset plugin {self.dataset!r}: expected {LOADER_PROTOCOL}; got an "
+                f"object of type {type(plugin.obj).__name__}, which is not callable."
+            )
+
+    @property
+    def is_plugin(self) -> bool:
+        """Whether the data come from a dataset plugin rather than a built-in dataset."""
+        return self.dataset not in DATASETS
+
     @property
     def n_informative(self) -> int:
         """Informative features of synthetic data: half of them, at least 2."""
@@ -184,13 +235,28 @@ class Problem:
 
     def to_dict(self) -> dict:
         """A JSON-ready description. For file data the path is replaced by the file's name
-        and the SHA-256 of its bytes, so run keys follow the data, not how a path was typed."""
+        and the SHA-256 of its bytes, so run keys follow the data, not how a path was typed.
+        Plugin data add the plugin's identity (``plugin``), the SHA-256 of the loaded
+        arrays (``data_sha256``) and the loader's ``metadata``."""
         d = asdict(self)
         d["hidden"] = list(self.hidden)
         if self.dataset == "file":
             d["path"] = Path(self.path).name
             d["file_sha256"] = self.read_file().sha256
+        elif self.is_plugin:
+            d.update(self._plugin_stamp)
         return d
+
+    @cached_property
+    def _plugin_stamp(self) -> dict:
+        # computed once per Problem object and pickled with it: a worker process keys
+        # and records its runs as the grid did, without calling the loader again
+        data = self.plugin_data()
+        return {
+            "plugin": data.plugin.identity(),
+            "data_sha256": data.sha256,
+            "metadata": data.metadata,
+        }
 
     # ------------------------------------------------------------------ loading
     def _raw(self):
@@ -208,6 +274,9 @@ class Problem:
                 flip_y=0.05,
                 random_state=self.seed,
             )
+        if self.is_plugin:
+            data = self.plugin_data()
+            return data.X, data.y
         return self.read_file().arrays()
 
     def read_file(self) -> FileData:
@@ -224,16 +293,39 @@ class Problem:
             str(path.resolve()), self.format, self.label_column, stat.st_mtime_ns, stat.st_size
         )
 
+    def dataset_plugin(self) -> plugins.Plugin:
+        """The dataset plugin (imported, not called); PluginError naming it if it cannot
+        be found or imported, ValueError for a built-in dataset."""
+        if not self.is_plugin:
+            raise ValueError(
+                f"problem {self.name!r} uses the built-in dataset {self.dataset!r}, no plugin."
+            )
+        return plugins.load(self.dataset, plugins.DATASET_GROUP)
+
+    def plugin_data(self) -> PluginData:
+        """The dataset plugin's data, loaded and checked once per process and plugin
+        version (validation, run keys and loading share the one call; a loader that
+        raises is called again next time). ValueError naming this problem and the plugin
+        if the loader raises or returns anything but :data:`LOADER_PROTOCOL`."""
+        plugin = self.dataset_plugin()
+        try:
+            return _load_plugin(plugin)
+        except ValueError as exc:
+            raise ValueError(f"problem {self.name!r}: {exc}") from None
+
     def validate(self, seeds=(0,)) -> None:
         """Raise ValueError naming this problem if it cannot be loaded for ``seeds``.
 
-        A data file is read and checked (see :meth:`read_file`) and split for every seed,
-        so a file too small to stratify fails here and not in a run. Bundled and
-        synthetic data are checked by their fields alone (generating the 100k-sample
+        A data file is read and checked (see :meth:`read_file`), a dataset plugin's loader
+        is called and its result checked (see :meth:`plugin_data`), and the data are split
+        for every seed, so data too small to stratify fail here and not in a run. Bundled
+        and synthetic data are checked by their fields alone (generating the 100k-sample
         synthetic problems to check them would cost what a run costs).
         """
-        if self.dataset != "file":
+        if self.dataset != "file" and not self.is_plugin:
             return
+        if self.is_plugin:
+            self.plugin_data()  # names the problem itself
         for seed in seeds:
             try:
                 self.load(seed)
@@ -244,13 +336,23 @@ class Problem:
         """Arrays and model for run seed ``seed``, built once per process, problem and seed
         and then shared by every run of them (the arrays must not be modified). The split
         is seeded by a SeedSequence of (problem seed, run seed), so every run seed draws an
-        independent split. A data file is re-read if it changed."""
+        independent split. A data file is re-read if it changed; a dataset plugin's loader
+        is called once per process."""
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise ValueError(f"run seed must be an integer >= 0, got {seed!r}.")
         split_seed = int(np.random.SeedSequence([self.seed, int(seed)]).generate_state(1)[0])
         stamp = None
         if self.dataset == "file":
             stamp = self.read_file().sha256
+        elif self.is_plugin:
+            stamp = self.plugin_data().sha256
+            keyed = self._plugin_stamp["data_sha256"]
+            if stamp != keyed:
+                raise ValueError(
+                    f"problem {self.name!r}: dataset plugin {self.dataset!r} returned other "
+                    f"data than when the problem was keyed: expected arrays with SHA-256 "
+                    f"{keyed}, got {stamp} (a loader must return the same data every time)."
+                )
         return _load(self, split_seed, stamp)
 
     def _build(self, split_seed: int) -> ProblemData:
@@ -260,7 +362,11 @@ class Problem:
             check_finite_array(y, "y", ndim=1), return_inverse=True, return_counts=True
         )
         stratify = y if self.model != "autoencoder" else None
-        where = f"data file {self.path!r}" if self.dataset == "file" else self.dataset
+        where = self.dataset
+        if self.dataset == "file":
+            where = f"data file {self.path!r}"
+        elif self.is_plugin:
+            where = f"dataset plugin {self.dataset!r}"
         if stratify is not None and (len(classes) < 2 or counts.min() < 2):
             raise ValueError(
                 f"{where}: expected at least 2 classes with at least 2 samples each (the "
@@ -333,6 +439,73 @@ def _read_file(path: str, fmt: str, label_column: int, mtime_ns: int, size: int)
     except ValueError as exc:
         return FileData(sha256, error=f"{fmt} data file {path!r}: {exc}")
     return FileData(sha256, X, y)
+
+
+@dataclass(frozen=True)
+class PluginData:
+    """What a dataset plugin's loader returned, checked: features X (n_samples,
+    n_features) as float64 and labels y (n_samples,), both read-only copies; the loader's
+    metadata as JSON values; the SHA-256 of the arrays (dtype, shape and bytes); and the
+    plugin that loaded them."""
+
+    plugin: plugins.Plugin
+    X: np.ndarray
+    y: np.ndarray
+    metadata: dict
+    sha256: str
+
+
+@cache
+def _load_plugin(plugin: plugins.Plugin) -> PluginData:
+    # keyed on the plugin's identity (target, package version, source hash): a new
+    # version of the loader's code is loaded anew; functools.cache keeps no exceptions
+    where = f"dataset plugin {plugin.name!r}"
+    if plugin.target != plugin.name:
+        where += f" ({plugin.target})"
+    try:
+        result = plugin.obj()
+    except Exception as exc:  # a plugin's loader may raise anything
+        raise plugins.PluginError(
+            f"{where} raised {type(exc).__name__}: {exc}; expected {LOADER_PROTOCOL}."
+        ) from exc
+    if not isinstance(result, (tuple, list)) or len(result) not in (2, 3):
+        got = f"a {type(result).__name__}"
+        if isinstance(result, (tuple, list)):
+            got += f" of length {len(result)}"
+        raise plugins.PluginError(f"{where}: expected {LOADER_PROTOCOL}; got {got}.")
+    X, y, *rest = result
+    metadata = rest[0] if rest else {}
+    try:
+        X = np.array(check_finite_array(X, "X (features)", ndim=2), dtype=np.float64)
+        y = np.array(check_finite_array(y, "y (labels)", ndim=1))
+        if X.shape[0] != y.shape[0]:
+            raise ValueError(f"X has {X.shape[0]} rows but y has {y.shape[0]} labels.")
+        if X.shape[1] == 0:
+            raise ValueError("expected at least one feature, got 0.")
+        if not isinstance(metadata, dict):
+            raise ValueError(f"metadata must be a dict, got {type(metadata).__name__}.")
+        try:
+            metadata = json.loads(json.dumps(metadata, allow_nan=False, sort_keys=True))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"metadata must hold JSON values only ({exc}).") from None
+    except ValueError as exc:
+        raise plugins.PluginError(
+            f"{where}: {str(exc).rstrip('.')}. Expected {LOADER_PROTOCOL}."
+        ) from None
+    h = hashlib.sha256()
+    for arr in (X, y):
+        arr.flags.writeable = False  # shared by every run of the process
+        h.update(str((arr.dtype.str, arr.shape)).encode())
+        h.update(arr.tobytes())
+    return PluginData(plugin, X, y, metadata, h.hexdigest())
+
+
+def dataset_plugins() -> list[dict]:
+    """The installed dataset plugins (``natgrad.problems`` entry points), for listings:
+    one dict per entry point with its ``name``, ``import`` path, ``package``, ``version``
+    and a ``note`` ("shadowed by a built-in" when a built-in dataset has its name).
+    Nothing is imported or loaded."""
+    return plugins.available(plugins.DATASET_GROUP, builtin=DATASETS)
 
 
 def _parse_svmlight(buffer, label_column):
