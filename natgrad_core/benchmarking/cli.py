@@ -26,7 +26,7 @@ from ..optim.registry import SHIPPED_SOLVERS, is_plugin
 from .compare import SAME_TOLERANCE, TIME_THRESHOLD, compare
 from .grid import DEFAULT_SOLVERS, load_config, run_grid, suite_config, with_seeds
 from .peers import MIN_REPEATS
-from .problems import BUNDLED, PROBLEMS, SUITES
+from .problems import PROBLEMS, SUITES, dataset_plugins
 from .scaling import ITERATIONS, REPEATS, sweeps
 from .store import ResultsStore, remove_stale_temp_files, write_if_changed
 
@@ -55,9 +55,12 @@ def _cmd_list(args) -> int:
             needs = ", ".join(f"{d} {v}" for d, v in plugin.requires)
             print(f"  {name:24s} {plugin.target}  [{needs}]")
     if what in ("solvers", "plugins", "all"):
-        _list_plugins("solver plugins", plugins.SOLVER_GROUP, (*SOLVERS, *SHIPPED_SOLVERS))
+        found = plugins.available(plugins.SOLVER_GROUP, (*SOLVERS, *SHIPPED_SOLVERS))
+        _list_plugins(f"solver plugins ({plugins.SOLVER_GROUP!r} entry points)", found)
     if what in ("problems", "plugins", "all"):
-        _list_plugins("dataset plugins", plugins.DATASET_GROUP, DATASET_NAMES)
+        _list_plugins(
+            f"dataset plugins ({plugins.DATASET_GROUP!r} entry points)", dataset_plugins()
+        )
     if what in ("suites", "all"):
         print("suites:")
         for name, problems in SUITES.items():
@@ -74,14 +77,10 @@ def _cmd_list(args) -> int:
     return 0
 
 
-DATASET_NAMES = (*BUNDLED, "synthetic", "file")
-"""Dataset names built into natgrad: an entry point of the same name is shadowed."""
-
-
-def _list_plugins(title: str, group: str, builtin) -> None:
-    """The installed entry points of ``group``, with their package and version."""
-    found = plugins.available(group, builtin)
-    print(f"{title} (installed packages' {group!r} entry points): {len(found) or 'none'}")
+def _list_plugins(title: str, found: list) -> None:
+    """Installed entry points (:func:`natgrad_core.plugins.available`) with their package
+    and version."""
+    print(f"{title} of installed packages: {len(found) or 'none'}")
     for p in found:
         where = f"{p['package']} {p['version']}" if p["package"] else "no package"
         note = f"  ({p['note']})" if p["note"] else ""

@@ -1,6 +1,6 @@
 """Optimizers: natural gradient, baselines, step rules and the ``minimize`` driver."""
 
-from .base import Optimizer, StepInfo
+from .base import BudgetedSolver, Optimizer, StepInfo, budget_grid
 from .baselines import LBFGS, Adam, GradientDescent, Momentum
 from .driver import STATUSES, Result, minimize
 from .natural_gradient import PRECONDITIONERS, NaturalGradient, NGState
@@ -26,6 +26,7 @@ __all__ = [
     "STEP_RULES",
     "Adam",
     "Armijo",
+    "BudgetedSolver",
     "FixedStep",
     "GradientDescent",
     "KLTrustRegion",
@@ -39,6 +40,7 @@ __all__ = [
     "StepContext",
     "StepInfo",
     "StepRule",
+    "budget_grid",
     "get_step_rule",
     "make_optimizer",
     "minimize",

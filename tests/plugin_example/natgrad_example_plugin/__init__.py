@@ -1,0 +1,1 @@
+"""Example natgrad plugins (see the package's pyproject.toml for the entry points)."""
