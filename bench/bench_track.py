@@ -103,6 +103,8 @@ class Convergence:
             problem = common.get_problem(pname)
             runs = {}
             for config in common.DEFAULT_SOLVERS:
+                if config.label not in common.SOLVER_LABELS:
+                    continue
                 runs[config.label] = [
                     common.execute(
                         common.RunSpec(problem, config, seed, MAX_ITER, TIME_LIMIT, fidelity=True)

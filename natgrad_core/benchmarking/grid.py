@@ -82,13 +82,17 @@ FULL_BATCH_TUNING = TuneSpec(
     spaces=(
         ("momentum", (("learning_rate", (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)),)),
         ("adam", (("learning_rate", (0.003, 0.01, 0.03, 0.1, 0.3, 1.0)),)),
+        ("sklearn-mlp-adam", (("learning_rate_init", (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)),)),
+        ("sklearn-mlp-sgd", (("learning_rate_init", (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)),)),
     ),
 )
 """The search of the full-batch suites (quick, full): the learning rates of momentum and
-Adam on log grids around their recommended values (half-decade steps), two tuning seeds,
+Adam on log grids around their recommended values (half-decade steps), and those of
+scikit-learn's MLP Adam and SGD from scikit-learn's default 1e-3 up, two tuning seeds,
 the lowest final training loss. gd and the natural-gradient solvers have no rate to tune
-(Armijo, Levenberg–Marquardt and the quadratic model set their steps), L-BFGS neither;
-they run in their recommended configurations."""
+(Armijo, Levenberg–Marquardt and the quadratic model set their steps), L-BFGS neither
+(natgrad's or scikit-learn's), nor scikit-learn's Newton solvers; they run in their
+recommended (or scikit-learn's default) configurations."""
 
 _K_FAC = {"fisher": "mc", "ema_decay": 0.95, "inv_period": 20}
 """K-FAC and EKFAC as Martens & Grosse (2015) train with mini-batches: the Fisher of

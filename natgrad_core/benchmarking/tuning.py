@@ -37,6 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .runner import SolverConfig
+from .store import NOT_APPLICABLE
 
 __all__ = [
     "DEFAULT_SUFFIX",
@@ -211,7 +212,9 @@ def select(
 
     Every candidate must have a stored run on every tuning seed of every problem (the
     tuning phase stores them all, errors included); a missing one raises ValueError, so a
-    selection is never made on part of the evidence.
+    selection is never made on part of the evidence. A label whose every tuning run on a
+    problem was skipped as not applicable (:data:`store.NOT_APPLICABLE`: the solver cannot
+    fit that model) has no selection there.
     """
     last = _final_rows(frame) if not frame.empty else frame
     out = []
@@ -220,6 +223,8 @@ def select(
             if solver.label not in spec.labels:
                 continue
             cands = candidates(spec, solver)
+            if _not_applicable(last, problem.name, {c.label for c in cands}):
+                continue
             scores, n_runs, seconds, n_failed = [], 0, 0.0, 0
             for cand in cands:
                 rows = last[(last["problem"] == problem.name) & (last["solver"] == cand.label)]
@@ -253,6 +258,16 @@ def select(
                 )
             )
     return out
+
+
+def _not_applicable(last: pd.DataFrame, problem: str, labels: set) -> bool:
+    if last.empty:
+        return False
+    rows = last[(last["problem"] == problem) & last["solver"].isin(labels)]
+    skipped = (rows["status"] == "skipped") & rows["message"].astype(str).str.startswith(
+        NOT_APPLICABLE
+    )
+    return len(rows) > 0 and bool(skipped.all())
 
 
 def _edges(space: dict, point: dict) -> tuple:
@@ -309,11 +324,11 @@ def tuned_solvers(
 ) -> tuple[SolverConfig, ...]:
     """The reported solvers of ``problem``: each tuned label as its selected
     ``"(tuned)"`` configuration followed by its starting ``"(default)"`` one; the other
-    labels unchanged."""
+    labels, and a tuned label without a selection there (not applicable), unchanged."""
     chosen = {s.label: s for s in selections if s.problem == problem.name}
     out = []
     for solver in solvers:
-        if solver.label in spec.labels:
+        if solver.label in chosen:
             out.append(chosen[solver.label].tuned(solver))
             out.append(replace(solver, label=solver.label + DEFAULT_SUFFIX))
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.metadata
 import io
 import os
 import shutil
@@ -76,12 +77,21 @@ def test_list_all(capsys):
         assert name in out
 
 
+def _section(lines, first, stop):
+    """The lines after the header ``first`` up to the next line starting with ``stop``."""
+    start = lines.index(first) + 1
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith(stop)), len(lines))
+    return lines[start:end]
+
+
 def test_list_problems(capsys):
     assert cli.main(["list", "problems"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0] == "problems:" and "solvers" not in out and "suites:" not in out
-    assert [line.split()[0] for line in lines[1:]] == list(PROBLEMS)
+    problems = _section(lines, "problems:", "dataset plugins")
+    assert [line.split()[0] for line in problems] == list(PROBLEMS)
+    assert any(line.startswith("dataset plugins ('natgrad.problems'") for line in lines)
 
 
 def test_list_solvers(capsys):
@@ -89,8 +99,13 @@ def test_list_solvers(capsys):
     out = capsys.readouterr().out
     lines = out.splitlines()
     assert lines[0].startswith("solvers") and "problems:" not in out
-    assert [line.split()[0] for line in lines[1:]] == [s.label for s in DEFAULT_SOLVERS]
+    own = _section(lines, lines[0], "solvers shipped")
+    shipped = _section(lines, next(x for x in lines if x.startswith("solvers shipped")), "solver ")
+    assert [line.split()[0] for line in own + shipped] == [s.label for s in DEFAULT_SOLVERS]
     assert "damping=0.0001" in out
+    sklearn = importlib.metadata.version("scikit-learn")
+    assert all(f"[scikit-learn {sklearn}]" in line for line in shipped)
+    assert any(line.startswith("solver plugins ('natgrad.solvers'") for line in lines)
 
 
 def test_list_suites(capsys):

@@ -399,3 +399,49 @@ def test_tune_takes_a_suites_quick_variant_and_refuses_a_grid_without_tuning(tmp
     path.write_text('[run]\nproblems = ["iris-mlp"]\nmax_iter = 2\n')
     assert main(["tune", str(path), "--out", out]) == 2
     assert "declares no tuning" in capsys.readouterr().err
+
+
+SKLEARN_TUNED_TOML = """
+[run]
+problems = ["iris-logistic", "iris-mlp"]
+seeds = [0]
+max_iter = 8
+fidelity = false
+
+[[solver]]
+solver = "sklearn-mlp-adam"
+
+[tune]
+seeds = [10]
+[tune.space.sklearn-mlp-adam]
+learning_rate_init = [0.001, 0.1]
+"""
+
+
+def test_a_plugin_is_tuned_where_it_applies_and_left_alone_where_it_does_not(tmp_path):
+    """scikit-learn's MLP Adam, tuned on an MLP problem; on logistic regression every
+    tuning run is not applicable, so there is no selection and the plain label stays."""
+    path = tmp_path / "grid.toml"
+    path.write_text(SKLEARN_TUNED_TOML)
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--quiet"]) == 0
+    (row,) = json.loads((out / "tuning" / "selection.json").read_text())
+    assert row["problem"] == "iris-mlp" and row["candidates"] == 2
+    tuning = ResultsStore(out / "tuning").load()
+    last = tuning.sort_values("iteration").groupby("run_key").tail(1)
+    on_mlp = last[last["problem"] == "iris-mlp"].set_index("solver")["loss"]
+    best = on_mlp.idxmin()
+    assert json.loads(row["selected"])["learning_rate_init"] == (0.001 if "0.001" in best else 0.1)
+    runs = ResultsStore(out).load()
+    labels = runs.groupby("problem")["solver"].unique().map(set).to_dict()
+    assert labels == {
+        "iris-mlp": {"sklearn-mlp-adam" + TUNED_SUFFIX, "sklearn-mlp-adam" + DEFAULT_SUFFIX},
+        "iris-logistic": {"sklearn-mlp-adam"},
+    }
+    assert set(runs.loc[runs["problem"] == "iris-logistic", "status"]) == {"skipped"}
+    # the tables show the MLP rows, marked as restarted fits, and not the inapplicable one
+    table = pd.read_csv(out / "tables" / "final_suboptimality.csv")
+    assert set(zip(table["problem"], table["solver"])) == {
+        ("iris-mlp", "sklearn-mlp-adam (tuned) (restarts)"),
+        ("iris-mlp", "sklearn-mlp-adam (default) (restarts)"),
+    }
