@@ -51,7 +51,9 @@ def _listed_solvers(capsys) -> dict:
     """``natgrad list solvers`` parsed back: label → {key: value as printed}."""
     assert cli.main(["list", "solvers"]) == 0
     listed = {}
-    for line in capsys.readouterr().out.splitlines()[1:]:
+    lines = capsys.readouterr().out.splitlines()
+    own = lines[1 : next(i for i, line in enumerate(lines) if line.startswith("solvers shipped"))]
+    for line in own:  # natgrad's own algorithms; the plugins follow
         label, _, params = line.strip().partition(" ")
         listed[label] = dict(p.split("=") for p in params.strip().split(", ") if p)
     return listed
