@@ -494,13 +494,25 @@ def test_hyperparameters_say_a_curve_was_restarted_and_keep_a_colliding_name_apa
     frame = make_run("P", "sk", 0, [1.0, 0.5], algorithm="sklearn-lbfgs", curve="restarts")
     params = {"solver": "lbfgs", "tol": 1e-10, "budget_growth": 1.5}
     records = {"P|sk|0": record("sk", "sklearn-lbfgs", params, max_iter=100)}
+    records["P|sk|0"]["configuration"]["solver"]["plugin"] = {
+        "import": "m:F",
+        "package": "natgrad",
+        "requires": {"scikit-learn": "1.9.1"},
+    }
+    frame = frame_of(frame, make_run("P", "own", 0, [1.0, 0.5], algorithm="gd"))
+    records["P|own|0"] = record("own", "gd", {"tol": 1e-3})
     table = metrics.hyperparameters(frame, records)
-    row = table.to_dict("records")[0]
+    rows = {r["solver"]: r for r in table.to_dict("records")}
+    row = rows["sk"]
     # budgets 1, 2, 3, 5, 8, 12, 18, 27, 41, 62, 93, 100: computed by hand from ⌈1.5 k⌉
     assert row["curve"] == "restarted fits, one per budget 1, 2, 3, 5, …, 100 (12 fits)"
-    assert row["solver"] == "sk" and row["solver (hyperparameter)"] == "lbfgs"
-    assert row["tol (hyperparameter)"] == 1e-10 and row["tol"] == 1e-10
+    assert rows["own"]["curve"] == "one run"
+    # a plugin's hyperparameters are its library's; natgrad's own that collide with a
+    # column of the table are marked
+    assert row["solver [scikit-learn]"] == "lbfgs" and row["tol [scikit-learn]"] == 1e-10
+    assert row["tol"] == 1e-10 and row["tol (hyperparameter)"] == ""
+    assert rows["own"]["tol (hyperparameter)"] == 1e-3 and rows["own"]["tol [scikit-learn]"] == ""
     # every table shows the label marked
     labelled = metrics.label_restarts(frame)
-    assert set(labelled["solver"]) == {"sk (restarts)"}
+    assert set(labelled["solver"]) == {"sk (restarts)", "own"}
     assert metrics.tuning_status("adam (tuned) (restarts)") == metrics.TUNED

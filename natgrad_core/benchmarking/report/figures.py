@@ -7,7 +7,8 @@ Styles
     One style per solver label in every figure (:func:`solver_styles`). A label's
     algorithm (column ``algorithm``) puts it in a group: natural-gradient methods (the algorithms of
     :data:`optim.natural_gradient.PRECONDITIONERS`) are drawn with solid lines in warm
-    colors, first-order baselines with dashed lines in cool colors. Within a group every
+    colors, natgrad's baselines with dashed lines in cool colors, solvers from other
+    libraries (plugins, e.g. scikit-learn's) with dotted lines. Within a group every
     label has its own color and marker. Lines that coincide (cg on exact) stay apart:
     markers sit at sparse points that start at a different offset for every label, and a
     label drawn earlier has a wider line, so a later one drawn on top leaves it visible
@@ -56,6 +57,7 @@ from .tables import _write_folder
 
 NATURAL_GRADIENT = "natural gradient"
 BASELINE = "baseline"
+OTHER = "other library"
 TRIVIAL_FIDELITY_TOL = 1e-9
 """A solver whose fidelity is within this of 1 at every recorded iteration is not drawn in
 the fidelity figure: its step is the exact direction (the solver "exact" by construction,
@@ -63,10 +65,12 @@ up to rounding; truncated cg differs from it by about 1e-7 on the bundled proble
 
 _WARM = ("#d62728", "#ff7f0e", "#8c564b", "#e377c2", "#e6ab02", "#7f0000")
 _COOL = ("#1f77b4", "#17becf", "#2ca02c", "#9467bd", "#393b79", "#006d2c")
+_MUTED = ("#1b9e77", "#7570b3", "#a6761d", "#666666", "#e7298a", "#66a61e", "#252525")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "h", "*", "p")
 _GROUP_LOOK = {
     NATURAL_GRADIENT: (_WARM, "-", "natural gradient (solid)"),
     BASELINE: (_COOL, "--", "first-order baselines (dashed)"),
+    OTHER: (_MUTED, ":", "other libraries, e.g. scikit-learn (dotted)"),
 }
 """Group -> (palette, line style, legend header)."""
 _MARK_EVERY = 0.12
@@ -175,7 +179,8 @@ def _algorithms(frame: pd.DataFrame) -> pd.Series:
 def solver_styles(frame: pd.DataFrame) -> dict[str, SolverStyle]:
     """One :class:`SolverStyle` per solver label of ``frame``, in legend order.
 
-    Natural-gradient labels first, then baselines; within a group by the algorithm's
+    Natural-gradient labels first, then baselines, then other libraries' solvers (an
+    algorithm that is not natgrad's: a plugin); within a group by the algorithm's
     place in :data:`optim.registry.SOLVERS` (algorithms not listed there last), then by
     label. The k-th label of a group gets the group's k-th color (cycled), width
     ``max(2.6 - 0.3 k, 1.1)`` points and a z-order that grows with k; the n-th label
@@ -183,7 +188,11 @@ def solver_styles(frame: pd.DataFrame) -> dict[str, SolverStyle]:
     """
     algorithms = _algorithms(frame)
     groups = {
-        label: NATURAL_GRADIENT if algorithm in PRECONDITIONERS else BASELINE
+        label: NATURAL_GRADIENT
+        if algorithm in PRECONDITIONERS
+        else BASELINE
+        if algorithm in SOLVERS
+        else OTHER
         for label, algorithm in algorithms.items()
     }
     rank = {name: i for i, name in enumerate(SOLVERS)}

@@ -484,9 +484,9 @@ def hyperparameters(frame: pd.DataFrame, records: Mapping[str, Mapping]) -> pd.D
     (``step``: the step rule's name, ``step.decay``: its parameter). The budget is
     :data:`BUDGET` from the same record and ``seeds``, the seeds of the runs in ``frame``.
 
-    ``curve`` says how the curve was made (:func:`curve_text`). A hyperparameter whose name
-    is one of the table's own columns (scikit-learn's ``solver``) is shown as
-    ``"<name> (hyperparameter)"``.
+    ``curve`` says how the curve was made (:func:`curve_text`). A plugin's hyperparameters
+    are named ``"<name> [<library>]"`` and one whose name is one of the table's own columns
+    ``"<name> (hyperparameter)"`` (:func:`_param_names`).
 
     Returns
     -------
@@ -511,7 +511,7 @@ def hyperparameters(frame: pd.DataFrame, records: Mapping[str, Mapping]) -> pd.D
             "tuning": tuning_status(str(label)),
             "curve": curve_text(group["curve"].iloc[0], configuration),
             "problems": ", ".join(sorted(map(str, group["problem"].unique()))),
-            "params": _own_names(_flatten(solver["params"])) if "params" in solver else None,
+            "params": _param_names(solver) if "params" in solver else None,
             **{k: _none(configuration.get(k, UNKNOWN_CONFIG)) for k in BUDGET},
             "seeds": ", ".join(str(s) for s in sorted(group["seed"].unique())),
         }
@@ -542,7 +542,17 @@ def hyperparameters(frame: pd.DataFrame, records: Mapping[str, Mapping]) -> pd.D
 _TABLE_COLUMNS = ("solver", "config_id", "algorithm", "tuning", "curve", "problems", "seeds")
 
 
-def _own_names(params: dict) -> dict:
+def _param_names(solver: Mapping) -> dict:
+    """The flattened hyperparameters of a record's solver, named for the table: a plugin's
+    as ``"<name> [<library>]"`` (the library it wraps, else its package), so that a plugin's
+    ``learning_rate`` (scikit-learn's: a schedule) never shares a row with natgrad's (a step
+    size); a name that is one of the table's own columns as ``"<name> (hyperparameter)"``."""
+    params = _flatten(solver["params"])
+    plugin = solver.get("plugin")
+    if plugin:
+        tag = next(iter(plugin.get("requires") or {}), None) or plugin.get("package")
+        tag = tag or plugin.get("import", "plugin")
+        return {f"{k} [{tag}]": v for k, v in params.items()}
     return {
         (f"{k} (hyperparameter)" if k in _TABLE_COLUMNS or k in BUDGET else k): v
         for k, v in params.items()
