@@ -155,7 +155,7 @@ def _import(name: str, target: str):
         )
     try:
         obj = importlib.import_module(module_name)
-    except Exception as exc:  # a plugin's import may raise anything
+    except (Exception, SystemExit) as exc:  # a plugin's import may raise anything, or exit
         raise _error(name, f"cannot be imported ({module_name!r})", exc) from exc
     for part in attribute.split("."):
         try:
@@ -242,7 +242,7 @@ def load(name: str, group: str, shipped: dict | None = None) -> Plugin:
         )
     try:
         obj = point.load()
-    except Exception as exc:  # a plugin's import may raise anything
+    except (Exception, SystemExit) as exc:  # a plugin's import may raise anything, or exit
         raise _error(name, f"({point.value}) cannot be imported", exc) from exc
     return _origin_of(obj, name, "entry point", point)
 

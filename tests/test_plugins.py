@@ -281,6 +281,19 @@ FAILING = {
     ),
     "not an optimizer": ("def F(**kw):\n    return 42", "{m}:F", ["returned int", "init"]),
     "unknown name": ("", "no-such-solver", ["Unknown solver 'no-such-solver'", "entry point"]),
+    "exits at import": ("import sys\nsys.exit(3)", "{m}:F", ["SystemExit: 3"]),
+    "exits in constructor": (
+        "import sys\ndef F(**kw):\n    sys.exit('bye')",
+        "{m}:F",
+        ["cannot be constructed", "SystemExit: bye"],
+    ),
+    "params without a JSON form": (
+        "class F:\n    def __init__(self):\n        pass\n    def init(self, o, t):\n"
+        "        pass\n    def step(self, o, t, s):\n        pass\n"
+        "    def get_params(self):\n        return {'callback': print}",
+        "{m}:F",
+        ["callback", "no JSON form"],
+    ),
     "module missing": ("", "no_such_module_xyz:F", ["ModuleNotFoundError", "no_such_module_xyz"]),
 }
 
@@ -299,6 +312,27 @@ def test_a_plugin_that_cannot_be_made_fails_the_configuration(case, module):
     assert "solver 'p'" in message
     for fragment in fragments:
         assert fragment in message
+
+
+def test_a_dry_run_names_each_plugin_with_its_package_version_and_source(example, tmp_path):
+    config = _toml(
+        tmp_path,
+        """\
+        [run]
+        problems = ["iris-logistic"]
+        seeds = [0]
+        [[solver]]
+        solver = "example-shampoo"
+        """,
+    )
+    out = _natgrad(tmp_path, "run", str(config), "--out", str(tmp_path / "res"), "--dry-run")
+    assert out.returncode == 0, out.stderr
+    identity = SolverConfig.make("s", "example-shampoo").identity()
+    expected = (
+        f"  plugin: natgrad_example_plugin.shampoo:Shampoo ({EXAMPLE} {example}, source "
+        f"{identity['source_sha256'][:12]})"
+    )
+    assert expected in out.stdout.splitlines()
 
 
 def test_natgrad_run_exits_2_before_any_run_naming_the_plugin(tmp_path):

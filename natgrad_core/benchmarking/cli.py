@@ -499,6 +499,12 @@ def _dry_run(config, store: ResultsStore) -> int:
         )
         resolved = json.dumps(spec.solver.resolved(spec.seed))
         print(f"  solver: {spec.solver.solver} {resolved}")
+        identity = spec.solver.identity()
+        if identity is not None:
+            package = identity["package"] or "not installed"
+            version = f" {identity['version']}" if identity["version"] else ""
+            source = (identity["source_sha256"] or "unknown")[:12]
+            print(f"  plugin: {identity['import']} ({package}{version}, source {source})")
     return 0
 
 

@@ -96,8 +96,8 @@ class SolverConfig:
                 f"solver {self.label!r}: batch_size must be an integer >= 1 or None (the "
                 f"grid's), got {self.batch_size!r}."
             )
-        try:
-            make_optimizer(self.solver, **self.kwargs)
+        try:  # made, and its configuration resolved to JSON, once up front
+            resolved_params(self.solver, **self.kwargs)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"solver {self.label!r}: {exc}") from None
 

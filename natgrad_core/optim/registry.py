@@ -193,7 +193,7 @@ def _make_plugin(solver: str, params: dict):
         raise TypeError(f"solver {solver!r} ({plugin.target}): {exc}") from exc
     except ValueError as exc:
         raise plugins.PluginError(f"solver {solver!r} ({plugin.target}): {exc}") from exc
-    except Exception as exc:  # a plugin's constructor may raise anything
+    except (Exception, SystemExit) as exc:  # a plugin's constructor may raise anything
         raise plugins.PluginError(
             f"plugin {solver!r} ({plugin.target}) cannot be constructed: "
             f"{type(exc).__name__}: {exc}"
@@ -296,7 +296,7 @@ def optimizer_params(optimizer) -> dict:
     optimizer with ``get_params()`` (scikit-learn's convention, plugins) is read through it.
     """
     if callable(getattr(optimizer, "get_params", None)):
-        return {name: _plain(value) for name, value in sorted(optimizer.get_params().items())}
+        return _plain_items(optimizer.get_params())
     out = {}
     for name in _parameter_names(type(optimizer)):
         value = optimizer.step_rule if name == "step" else getattr(optimizer, name)
@@ -323,7 +323,7 @@ def _signature_params(solver: str, params: dict) -> dict:
     try:
         signature = inspect.signature(factory)
     except (TypeError, ValueError):  # no signature to read: what was given is all we know
-        return {name: _plain(value) for name, value in sorted(params.items())}
+        return _plain_items(params)
     bound = signature.bind_partial(**params)
     bound.apply_defaults()
     out = {}
@@ -333,7 +333,16 @@ def _signature_params(solver: str, params: dict) -> dict:
             out.update(value)
         elif kind is not inspect.Parameter.VAR_POSITIONAL:
             out[name] = value
-    try:
-        return {name: _plain(value) for name, value in sorted(out.items())}
-    except TypeError as exc:
-        raise TypeError(f"solver {solver!r}: {exc}") from None
+    return _plain_items(out)
+
+
+def _plain_items(params) -> dict:
+    """``params`` with JSON values (:func:`_plain`), sorted; TypeError naming the first
+    hyperparameter that has none."""
+    out = {}
+    for name, value in sorted(dict(params).items()):
+        try:
+            out[str(name)] = _plain(value)
+        except TypeError as exc:
+            raise TypeError(f"hyperparameter {name!r}: {exc}") from None
+    return out
