@@ -80,6 +80,12 @@ def _toml(tmp_path, text, name="grid.toml") -> Path:
     return path
 
 
+def _one_solver(tmp_path, solver: str) -> Path:
+    """A grid of one solver on iris-logistic, one seed."""
+    run = '[run]\nproblems = ["iris-logistic"]\nseeds = [0]\n'
+    return _toml(tmp_path, f'{run}[[solver]]\nsolver = "{solver}"\n')
+
+
 # ============================================================ the example package
 def test_natgrad_list_shows_the_installed_plugins_with_package_and_version(example, tmp_path):
     out = _natgrad(tmp_path, "list", "plugins")
@@ -315,16 +321,7 @@ def test_a_plugin_that_cannot_be_made_fails_the_configuration(case, module):
 
 
 def test_a_dry_run_names_each_plugin_with_its_package_version_and_source(example, tmp_path):
-    config = _toml(
-        tmp_path,
-        """\
-        [run]
-        problems = ["iris-logistic"]
-        seeds = [0]
-        [[solver]]
-        solver = "example-shampoo"
-        """,
-    )
+    config = _one_solver(tmp_path, "example-shampoo")
     out = _natgrad(tmp_path, "run", str(config), "--out", str(tmp_path / "res"), "--dry-run")
     assert out.returncode == 0, out.stderr
     identity = SolverConfig.make("s", "example-shampoo").identity()
@@ -339,16 +336,7 @@ def test_natgrad_run_exits_2_before_any_run_naming_the_plugin(tmp_path):
     (tmp_path / "broken_solver.py").write_text(
         "import numpy\nraise RuntimeError('boom at import')\n"
     )
-    config = _toml(
-        tmp_path,
-        """\
-        [run]
-        problems = ["iris-logistic"]
-        seeds = [0]
-        [[solver]]
-        solver = "broken_solver:Factory"
-        """,
-    )
+    config = _one_solver(tmp_path, "broken_solver:Factory")
     out = _natgrad(tmp_path, "run", str(config), "--out", str(tmp_path / "res"))
     assert out.returncode == 2
     assert "broken_solver:Factory" in out.stderr and "RuntimeError: boom at import" in out.stderr
@@ -363,16 +351,7 @@ def test_a_broken_entry_point_exits_2_naming_it(tmp_path):
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-pkg\nVersion: 2.0\n")
     (info / "entry_points.txt").write_text("[natgrad.solvers]\nbroken = broken_pkg:Solver\n")
-    config = _toml(
-        tmp_path,
-        """\
-        [run]
-        problems = ["iris-logistic"]
-        seeds = [0]
-        [[solver]]
-        solver = "broken"
-        """,
-    )
+    config = _one_solver(tmp_path, "broken")
     env = _env(site)
     listing = subprocess.run(
         [sys.executable, "-m", "natgrad_core.benchmarking.cli", "list", "plugins"],
