@@ -119,8 +119,15 @@ def test_toml_exact_on_wine_mlp_descends(tmp_path):
 
 # ================================================================================= dry run
 def _blocks(out: str) -> list[list[str]]:
-    lines = out.splitlines()[1:]
-    return [lines[i : i + 3] for i in range(0, len(lines), 3)]
+    """The dry run's runs: a header line each, then its indented lines (budget, solver,
+    and a plugin's identity)."""
+    blocks = []
+    for line in out.splitlines()[1:]:
+        if line.startswith(" "):
+            blocks[-1].append(line)
+        else:
+            blocks.append([line])
+    return blocks
 
 
 def test_dry_run_prints_every_run_with_resolved_parameters_and_budget(tmp_path, capsys):
