@@ -288,6 +288,7 @@ FAILING = {
     "not an optimizer": ("def F(**kw):\n    return 42", "{m}:F", ["returned int", "init"]),
     "unknown name": ("", "no-such-solver", ["Unknown solver 'no-such-solver'", "entry point"]),
     "exits at import": ("import sys\nsys.exit(3)", "{m}:F", ["SystemExit: 3"]),
+    "syntax error": ("def F(:\n    pass", "{m}:F", ["cannot be imported", "SyntaxError"]),
     "exits in constructor": (
         "import sys\ndef F(**kw):\n    sys.exit('bye')",
         "{m}:F",
