@@ -96,15 +96,13 @@ class Convergence:
         """{(problem, solver): {metric: median over seeds}}; empty when the runner is missing
         at this commit (every track_ benchmark then skips). Never None: asv passes a None
         cache to no method."""
-        if common.execute is None or common.DEFAULT_SOLVERS is None or run_metrics is None:
+        if common.execute is None or common.NATGRAD_SOLVERS is None or run_metrics is None:
             return {}
         metrics = {}
         for pname in PROBLEMS:
             problem = common.get_problem(pname)
             runs = {}
-            for config in common.DEFAULT_SOLVERS:
-                if config.label not in common.SOLVER_LABELS:
-                    continue
+            for config in common.NATGRAD_SOLVERS:
                 runs[config.label] = [
                     common.execute(
                         common.RunSpec(problem, config, seed, MAX_ITER, TIME_LIMIT, fidelity=True)

@@ -42,12 +42,10 @@ try:
     from natgrad_core.benchmarking.grid import DEFAULT_SOLVERS
 except ImportError:
     DEFAULT_SOLVERS = None
-try:
-    from natgrad_core.optim.registry import is_plugin
-except ImportError:  # commits before plugins: every solver is natgrad's own
-
-    def is_plugin(solver):
-        return False
+try:  # natgrad's own algorithms (the shipped scikit-learn plugins have no step to time)
+    from natgrad_core.benchmarking.grid import NATGRAD_SOLVERS
+except ImportError:  # commits before plugins: every default solver is natgrad's own
+    NATGRAD_SOLVERS = DEFAULT_SOLVERS
 
 
 try:
@@ -77,8 +75,8 @@ SIZES = ("iris-logistic", "wine-mlp", "digits-logistic")
 # damping for the curvature benchmarks. natgrad's own algorithms only: the shipped
 # scikit-learn plugins have no step to time and no oracle counts to track (their speed is
 # in the quick suite's tables, beside natgrad's).
-SOLVER_LABELS = tuple(s.label for s in DEFAULT_SOLVERS or () if not is_plugin(s.solver))
-DAMPING = next((s.kwargs["damping"] for s in DEFAULT_SOLVERS or () if s.solver == "exact"), None)
+SOLVER_LABELS = tuple(s.label for s in NATGRAD_SOLVERS or ())
+DAMPING = next((s.kwargs["damping"] for s in NATGRAD_SOLVERS or () if s.solver == "exact"), None)
 SEED = 0
 
 # Problems that are not in the registry: for the memory benchmarks, one with far more

@@ -105,11 +105,6 @@ class Plugin:
             out["requires"] = dict(self.requires)
         return out
 
-    def describe(self) -> str:
-        """One line for listings: target, package and version."""
-        where = f"{self.distribution} {self.version}" if self.distribution else "not installed"
-        return f"{self.target} ({where})"
-
 
 def is_import_path(name) -> bool:
     """Whether ``name`` is written as ``"package.module:attribute"``."""
@@ -137,6 +132,7 @@ def entry_point_names(group: str) -> set:
 def clear_cache() -> None:
     """Forget the entry points and installed packages seen so far (after installing a
     plugin package into a running interpreter)."""
+    _LOADED.clear()
     _entry_points.cache_clear()
     _distributions.cache_clear()
     _source_hash.cache_clear()
@@ -220,14 +216,27 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-def load(name: str, group: str, shipped: dict | None = None) -> Plugin:
+def load(name: str, group: str, shipped=None) -> Plugin:
     """The plugin ``name`` of entry-point ``group``: a name in ``shipped`` (natgrad's own,
     name -> import path), an import path, or an installed entry point's name.
 
-    Raises PluginError naming the plugin when it is unknown or fails to import.
+    Loaded once per process (a run's key, record and optimizer all ask for it; the
+    import, the package metadata and the source hash cost about a millisecond) until
+    :func:`clear_cache`. Raises PluginError naming the plugin when it is unknown or fails
+    to import; a failure is not remembered.
     """
     if not isinstance(name, str) or not name:
         raise PluginError(f"expected a plugin name or import path (a string), got {name!r}.")
+    key = (name, group, shipped[name] if shipped and name in shipped else None)
+    if key not in _LOADED:
+        _LOADED[key] = _load(name, group, shipped)
+    return _LOADED[key]
+
+
+_LOADED: dict = {}
+
+
+def _load(name: str, group: str, shipped) -> Plugin:
     if shipped and name in shipped:
         return _origin_of(_import(name, shipped[name]), name, "natgrad")
     if is_import_path(name):

@@ -250,6 +250,8 @@ _RMS = """\
 
 
 def test_editing_a_plugin_changes_its_run_keys(module):
+    builtin = RunSpec(get_problem("iris-logistic"), SolverConfig.make("gd", "gd"), 0)
+    builtin_key = builtin.key()
     name = module("my_solver", _RMS.format(factor=1.0))
     spec = RunSpec(get_problem("iris-logistic"), SolverConfig.make("s", f"{name}:Plain"), 0)
     before = (spec.key(), spec.record()["configuration"]["solver"]["plugin"])
@@ -261,8 +263,8 @@ def test_editing_a_plugin_changes_its_run_keys(module):
     assert after["source_sha256"] != before[1]["source_sha256"]
     assert spec.key() != before[0]
     # a natgrad algorithm has no plugin identity, and its key is unchanged by any of this
-    builtin = RunSpec(get_problem("iris-logistic"), SolverConfig.make("gd", "gd"), 0)
     assert "plugin" not in builtin.resolved_config()["solver"]
+    assert builtin.key() == builtin_key
 
 
 # ======================================================= failures before any run: exit 2
@@ -468,3 +470,22 @@ def test_minimize_refuses_a_grid_batch_size_for_a_budgeted_solver():
     y = np.arange(20) % 2
     with pytest.raises(ValueError, match="draws its own mini-batches"):
         minimize(LogisticModel(3, 2), X, y, make_optimizer("sklearn-lbfgs"), batch_size=5)
+
+
+def test_mini_batches_are_refused_up_front_to_a_budgeted_solver_and_given_to_a_plugin(module):
+    """A BudgetedSolver draws its own batches: a grid batch size is refused when the
+    configuration is read, not in every run. A duck-typed plugin (no full_batch_only
+    attribute) takes the grid's mini-batches."""
+    raw = {
+        "run": {"problems": ["iris-mlp"], "seeds": [0], "max_iter": 2, "batch_size": 32},
+        "solver": [{"solver": "sklearn-mlp-adam"}],
+    }
+    with pytest.raises(
+        ValueError, match=r"draws its own mini-batches .*, but its batch_size is 32"
+    ):
+        config_from_dict(raw, "batched")
+    name = module("duck_solver", _RMS.format(factor=1.0).replace("(Optimizer)", ""))
+    raw["solver"] = [{"solver": f"{name}:Plain", "label": "duck"}]
+    config = config_from_dict(raw, "batched")
+    (spec,) = config.specs()
+    assert spec.batch_size == 32

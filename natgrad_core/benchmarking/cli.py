@@ -22,9 +22,9 @@ from pathlib import Path
 
 from .. import plugins
 from ..optim import SOLVERS
-from ..optim.registry import SHIPPED_SOLVERS, is_plugin
+from ..optim.registry import SHIPPED_SOLVERS, solver_identity
 from .compare import SAME_TOLERANCE, TIME_THRESHOLD, compare
-from .grid import DEFAULT_SOLVERS, load_config, run_grid, suite_config, with_seeds
+from .grid import NATGRAD_SOLVERS, load_config, run_grid, suite_config, with_seeds
 from .peers import MIN_REPEATS
 from .problems import PROBLEMS, SUITES, dataset_plugins
 from .scaling import ITERATIONS, REPEATS, sweeps
@@ -44,16 +44,14 @@ def _cmd_list(args) -> int:
             )
     if what in ("solvers", "all"):
         print("solvers (recommended configurations):")
-        for s in DEFAULT_SOLVERS:
-            if is_plugin(s.solver):
-                continue
+        for s in NATGRAD_SOLVERS:
             params = ", ".join(f"{k}={v}" for k, v in s.params)
             print(f"  {s.label:24s} {params}")
         print("solvers shipped as plugins (scikit-learn's defaults, curves of restarted fits):")
         for name in SHIPPED_SOLVERS:
-            plugin = plugins.load(name, plugins.SOLVER_GROUP, dict(SHIPPED_SOLVERS))
-            needs = ", ".join(f"{d} {v}" for d, v in plugin.requires)
-            print(f"  {name:24s} {plugin.target}  [{needs}]")
+            identity = solver_identity(name)
+            needs = ", ".join(f"{d} {v}" for d, v in identity["requires"].items())
+            print(f"  {name:24s} {identity['import']}  [{needs}]")
     if what in ("solvers", "plugins", "all"):
         found = plugins.available(plugins.SOLVER_GROUP, (*SOLVERS, *SHIPPED_SOLVERS))
         _list_plugins(f"solver plugins ({plugins.SOLVER_GROUP!r} entry points)", found)
@@ -317,10 +315,10 @@ def _run_checked(args, config, out: Path) -> int:
         print(f"natgrad run: the runs are stored, but cannot be summarized: {exc}", file=sys.stderr)
         return 1
     if not frame.empty:
-        from .report.metrics import drop_not_applicable, label_restarts
+        from .report.metrics import displayed
 
         gaps = _target_gaps(config)
-        shown = label_restarts(drop_not_applicable(frame))
+        shown = displayed(frame)
         print(_fastest(shown) if gaps is None else _findings_text(shown, gaps))
     if not args.no_report:
         _report(store, frame, config, refresh=summary.n_ran > 0, tuning=tuning)

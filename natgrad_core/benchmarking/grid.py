@@ -30,6 +30,7 @@ from pathlib import Path
 from .._threads import limit_threads
 from .._validation import check_nonnegative, check_positive
 from ..optim import make_optimizer
+from ..optim.base import batch_refusal
 from ..optim.registry import RECOMMENDED, SHIPPED_SOLVERS, recommended_params
 from .problems import MAX_SEED, PROBLEMS, SUITES, get_problem, problem_from_dict
 from .reference import ReferenceSpec, reference_solution
@@ -44,6 +45,7 @@ else:  # pragma: no cover
 
 __all__ = [
     "DEFAULT_SOLVERS",
+    "NATGRAD_SOLVERS",
     "SUITE_BUDGETS",
     "GridConfig",
     "GridSummary",
@@ -66,11 +68,13 @@ def recommended_config(solver: str, label: str | None = None, **params) -> Solve
     return SolverConfig.make(label or solver, solver, **kwargs)
 
 
-DEFAULT_SOLVERS = tuple(recommended_config(solver) for solver in (*RECOMMENDED, *SHIPPED_SOLVERS))
-"""Every natgrad solver in its recommended configuration and every shipped plugin
-(scikit-learn's solvers) in its default one, labelled by its name. A scikit-learn solver
-runs only on the models it fits (LogisticRegression: logistic problems; MLP: MLP
-problems); its runs elsewhere are stored as not applicable and left out of the tables."""
+NATGRAD_SOLVERS = tuple(recommended_config(solver) for solver in RECOMMENDED)
+"""Every natgrad algorithm in its recommended configuration, labelled by its name."""
+DEFAULT_SOLVERS = NATGRAD_SOLVERS + tuple(recommended_config(s) for s in SHIPPED_SOLVERS)
+""":data:`NATGRAD_SOLVERS` and every shipped plugin (scikit-learn's solvers) in its
+default configuration. A scikit-learn solver runs only on the models it fits
+(LogisticRegression: logistic problems; MLP: MLP problems); its runs elsewhere are stored
+as not applicable and left out of the tables."""
 
 SUITE_BUDGETS = {
     "quick": {"seeds": (0, 1, 2), "max_iter": 100, "time_limit": 10.0},
@@ -621,12 +625,14 @@ def _check_tune(tune: TuneSpec, seeds, solvers, batch) -> TuneSpec:
 
 
 def check_batch_sizes(solvers, batch: int | None) -> None:
-    """Refuse a full-batch-only solver given mini-batches (its own or the grid's)."""
+    """Refuse mini-batches (its own or the grid's) to a solver that takes none from the
+    driver (:func:`optim.base.batch_refusal`)."""
     for s in solvers:
         size = batch if s.batch_size is None else s.batch_size
-        if size and make_optimizer(s.solver, **s.kwargs).full_batch_only:
+        refusal = batch_refusal(make_optimizer(s.solver, **s.kwargs)) if size else None
+        if refusal is not None:
             raise ValueError(
-                f"solver {s.label!r} ({s.solver}) is full-batch only, but its batch_size is {size}."
+                f"solver {s.label!r} ({s.solver}) {refusal}, but its batch_size is {size}."
             )
 
 

@@ -35,6 +35,7 @@ from sklearn.exceptions import ConvergenceWarning
 
 from .._validation import SingularCurvatureWarning
 from ..optim import NaturalGradient, make_optimizer, minimize
+from ..optim.base import batch_refusal
 from ..optim.registry import resolved_params
 from .problems import ProblemData
 from .store import atomic_write
@@ -79,9 +80,10 @@ class ReferenceSpec:
             optimizer = make_optimizer(self.solver, **dict(self.params))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"reference run: {exc}") from None
-        if self.batch_size is not None and optimizer.full_batch_only:
+        refusal = batch_refusal(optimizer) if self.batch_size is not None else None
+        if refusal is not None:
             raise ValueError(
-                f"reference run: solver {self.solver!r} is full-batch only, got "
+                f"reference run: solver {self.solver!r} {refusal}, got "
                 f"batch_size = {self.batch_size}."
             )
 

@@ -186,8 +186,7 @@ class RunSpec:
         step apart), so that recording costs the same share of every problem."""
         if self.records_per_epoch is None:
             return self.record_every
-        batch = self.batch_size or n_train
-        return max(1, -(-n_train // batch) // self.records_per_epoch)
+        return max(1, self._steps_per_epoch(n_train) // self.records_per_epoch)
 
     def updates(self, n_train: int) -> int:
         """The run's budget in optimizer steps: ``max_iter``, or with ``epochs`` that many
@@ -195,8 +194,11 @@ class RunSpec:
         (⌈n_train / batch_size⌉ steps each; full batch: one step per epoch)."""
         if self.epochs is None:
             return self.max_iter
-        batch = self.batch_size or n_train
-        return self.epochs * -(-n_train // batch)
+        return self.epochs * self._steps_per_epoch(n_train)
+
+    def _steps_per_epoch(self, n_train: int) -> int:
+        """⌈n_train / batch_size⌉ (1 for the full batch)."""
+        return -(-n_train // (self.batch_size or n_train))
 
     def resolved_config(self) -> dict:
         """:meth:`config` with the solver's hyperparameters fully resolved: every
@@ -210,23 +212,26 @@ class RunSpec:
             config["solver"]["plugin"] = identity
         return config
 
-    def config_id(self) -> str:
-        """Hash of :meth:`resolved_config` without problem and seed: runs that differ only
-        in those share it, and only such runs are summarized together."""
-        setup = {k: v for k, v in self.resolved_config().items() if k not in ("problem", "seed")}
-        return config_hash(setup)
+    def config_id(self, resolved: dict | None = None) -> str:
+        """Hash of :meth:`resolved_config` (or ``resolved``, already computed) without
+        problem and seed: runs that differ only in those share it, and only such runs are
+        summarized together."""
+        resolved = self.resolved_config() if resolved is None else resolved
+        return config_hash({k: v for k, v in resolved.items() if k not in ("problem", "seed")})
 
-    def key(self) -> str:
+    def key(self, resolved: dict | None = None) -> str:
         """Hash of the configuration and the code version; independent of grid order."""
-        return config_hash({"config": self.resolved_config(), "code": code_version()})
+        resolved = self.resolved_config() if resolved is None else resolved
+        return config_hash({"config": resolved, "code": code_version()})
 
     def record(self) -> dict:
         """The run's record: key, configuration id and configuration, and the
         :func:`provenance.environment` at the time of the call."""
+        resolved = self.resolved_config()
         return {
-            "run_key": self.key(),
-            "config_id": self.config_id(),
-            "configuration": self.resolved_config(),
+            "run_key": self.key(resolved),
+            "config_id": self.config_id(resolved),
+            "configuration": resolved,
             **environment(),
         }
 
@@ -377,8 +382,8 @@ def _frame(
     frame = frame.rename(columns={"status": "step_status"})
     constants = {
         "schema_version": SCHEMA_VERSION,
-        "run_key": spec.key(),
-        "config_id": spec.config_id(),
+        "run_key": record["run_key"],
+        "config_id": record["config_id"],
         "code_version": code_version(),
         "problem": spec.problem.name,
         "convex": spec.problem.convex,

@@ -221,6 +221,15 @@ all (a BudgetedSolver's ``skip_reason``, e.g. LogisticRegression on an MLP): sto
 resume does not retry it, but left out of the report's tables, where it would read as a
 solver that ran and failed."""
 
+
+def not_applicable(frame: pd.DataFrame) -> pd.Series:
+    """Which rows of ``frame`` belong to runs skipped as not applicable
+    (:data:`NOT_APPLICABLE`)."""
+    return (frame["status"] == "skipped") & frame["message"].astype(str).str.startswith(
+        NOT_APPLICABLE
+    )
+
+
 RUN_STATUSES = (*STATUSES, "target", "skipped", "error")
 """Terminal statuses of a stored run: the driver's, and the runner's own."""
 

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from .runner import SolverConfig
-from .store import NOT_APPLICABLE
+from .store import not_applicable
 
 __all__ = [
     "DEFAULT_SUFFIX",
@@ -264,10 +264,7 @@ def _not_applicable(last: pd.DataFrame, problem: str, labels: set) -> bool:
     if last.empty:
         return False
     rows = last[(last["problem"] == problem) & last["solver"].isin(labels)]
-    skipped = (rows["status"] == "skipped") & rows["message"].astype(str).str.startswith(
-        NOT_APPLICABLE
-    )
-    return len(rows) > 0 and bool(skipped.all())
+    return len(rows) > 0 and bool(not_applicable(rows).all())
 
 
 def _edges(space: dict, point: dict) -> tuple:

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from .._validation import check_positive
+
 
 class StepInfo(NamedTuple):
     """loss : batch loss at the start of the step; step_size : the multiplier applied to the
@@ -26,6 +28,11 @@ class StepInfo(NamedTuple):
     extra: dict
 
 
+def _repr(self) -> str:
+    fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "name")
+    return f"{type(self).__name__}({fields})"
+
+
 class Optimizer:
     """Base class; subclasses set ``name`` and implement ``init`` and ``step``."""
 
@@ -38,9 +45,7 @@ class Optimizer:
     def step(self, objective, theta, state):
         raise NotImplementedError
 
-    def __repr__(self):
-        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "name")
-        return f"{type(self).__name__}({fields})"
+    __repr__ = _repr
 
 
 def is_optimizer(obj) -> bool:
@@ -81,7 +86,6 @@ class BudgetedSolver:
     name = ""
     curve = "restarts"
     budget_growth = 1.5
-    full_batch_only = False
 
     def solve(self, objective, theta, budget: int):
         raise NotImplementedError
@@ -89,9 +93,7 @@ class BudgetedSolver:
     def skip_reason(self, model) -> str | None:
         return None
 
-    def __repr__(self):
-        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "name")
-        return f"{type(self).__name__}({fields})"
+    __repr__ = _repr
 
 
 def budget_grid(max_iter: int, growth: float = 1.5) -> list[int]:
@@ -101,9 +103,27 @@ def budget_grid(max_iter: int, growth: float = 1.5) -> list[int]:
     >>> budget_grid(100)
     [1, 2, 3, 5, 8, 12, 18, 27, 41, 62, 93, 100]
     """
-    if not growth > 1:
-        raise ValueError(f"budget growth must be > 1, got {growth!r}.")
+    growth = check_growth(growth)
     budgets = [1]
     while budgets[-1] < max_iter:
         budgets.append(min(max_iter, max(budgets[-1] + 1, math.ceil(growth * budgets[-1]))))
     return budgets
+
+
+def check_growth(growth) -> float:
+    """``growth`` as a float, if it is a real number > 1 (the ratio of a budget grid)."""
+    growth = check_positive(growth, "budget_growth")
+    if not growth > 1:
+        raise ValueError(f"budget_growth must be > 1, got {growth!r}.")
+    return growth
+
+
+def batch_refusal(optimizer) -> str | None:
+    """Why ``optimizer`` takes no mini-batches from the driver, or None: a
+    :class:`BudgetedSolver` draws its own, and an optimizer may be full-batch only
+    (``full_batch_only``; a plugin need not have the attribute)."""
+    if isinstance(optimizer, BudgetedSolver):
+        return "draws its own mini-batches (its own hyperparameters say how)"
+    if getattr(optimizer, "full_batch_only", False):
+        return "is full-batch only"
+    return None

@@ -61,7 +61,14 @@ from .._validation import (
 )
 from ..models.mlp import MLP
 from ..models.objective import Objective
-from .base import BudgetedSolver, Optimizer, StepInfo, budget_grid, is_optimizer
+from .base import (
+    BudgetedSolver,
+    Optimizer,
+    StepInfo,
+    batch_refusal,
+    budget_grid,
+    is_optimizer,
+)
 
 __all__ = ["STATUSES", "Result", "minimize"]
 
@@ -297,7 +304,7 @@ def minimize(
         late. The oracle counts and times of the rows do not depend on ``record_every``.
     """
     budgeted = isinstance(optimizer, BudgetedSolver)
-    if not budgeted and not is_optimizer(optimizer):
+    if not is_optimizer(optimizer):
         raise TypeError(
             "optimizer must be a natgrad Optimizer (methods init and step) or a "
             f"BudgetedSolver (method solve), got {type(optimizer).__name__}."
@@ -316,13 +323,10 @@ def minimize(
             raise ValueError(
                 f"batch_size must be <= n_samples = {objective.n_samples}, got {batch_size}."
             )
-        if budgeted:
-            raise ValueError(
-                f"{optimizer.name or type(optimizer).__name__} draws its own mini-batches "
-                f"(its own hyperparameters say how); got batch_size={batch_size}."
-            )
-        if getattr(optimizer, "full_batch_only", False):
-            raise ValueError(f"{optimizer.name} is full-batch only; got batch_size={batch_size}.")
+        refusal = batch_refusal(optimizer)
+        if refusal is not None:
+            name = getattr(optimizer, "name", "") or type(optimizer).__name__
+            raise ValueError(f"{name} {refusal}; got batch_size={batch_size}.")
     # drawn from only by a random initialization and the mini-batch order (seeding from
     # the OS costs about as much as a small fit's step)
     needs_rng = batch_size is not None or (theta0 is None and model.random_init)
@@ -411,7 +415,6 @@ def _run_budgets(run, solver, objective, theta0):
     gradient test already says "converged"): a larger budget would repeat it.
     """
     spent = 0.0
-    theta = theta0
     for budget in budget_grid(run.max_iter, solver.budget_growth):
         run.clock.total = 0.0
         run.clock.start()

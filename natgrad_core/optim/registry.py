@@ -165,7 +165,7 @@ def _plugin(solver: str) -> plugins.Plugin:
     named = solver in SHIPPED_SOLVERS or solver in plugins.entry_point_names(plugins.SOLVER_GROUP)
     if not named and not plugins.is_import_path(solver):
         _constructor(solver)  # raises the "Unknown solver" message
-    return plugins.load(solver, plugins.SOLVER_GROUP, dict(SHIPPED_SOLVERS))
+    return plugins.load(solver, plugins.SOLVER_GROUP, SHIPPED_SOLVERS)
 
 
 def solver_identity(solver: str) -> dict | None:

@@ -84,7 +84,7 @@ from sklearn.neural_network import MLPClassifier, MLPRegressor
 
 from .._typing import Array
 from .._validation import check_nonnegative, check_positive
-from .base import BudgetedSolver
+from .base import BudgetedSolver, check_growth
 
 __all__ = [
     "LogisticLBFGS",
@@ -145,7 +145,7 @@ def _key(objective) -> tuple:
 
 def _l2_strength(objective) -> float:
     """α·n/N_total: scikit-learn's penalty is scaled by the samples it sees."""
-    return objective.alpha * objective.n_samples / objective.n_total
+    return objective.l2 * objective.n_samples
 
 
 def _class_targets(objective) -> Array:
@@ -175,13 +175,6 @@ def _check_seed(random_state):
         f"random_state must be None or an int (scikit-learn's seed), got "
         f"{type(random_state).__name__} ({random_state!r})."
     )
-
-
-def _check_growth(budget_growth) -> float:
-    growth = check_positive(budget_growth, "budget_growth")
-    if not growth > 1:
-        raise ValueError(f"budget_growth must be > 1, got {budget_growth!r}.")
-    return growth
 
 
 def _quiet_fit(estimator, X, y):
@@ -259,7 +252,7 @@ class SklearnLogisticRegression(_SklearnSolver):
 
     def __init__(self, tol: float = 1e-10, budget_growth: float = 1.5):
         self.tol = check_nonnegative(tol, "tol")
-        self.budget_growth = _check_growth(budget_growth)
+        self.budget_growth = check_growth(budget_growth)
         self._data = None
 
     def _estimator_params(self) -> dict:
@@ -406,7 +399,7 @@ class SklearnMLP(_SklearnSolver):
     _stochastic = True
 
     def __init__(self, budget_growth: float = 1.5):
-        self.budget_growth = _check_growth(budget_growth)
+        self.budget_growth = check_growth(budget_growth)
         self._data = None
 
     def _estimator_params(self) -> dict:

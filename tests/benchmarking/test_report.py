@@ -547,3 +547,18 @@ def test_compare_uses_a_common_best_known_reference():
     assert (r["final_suboptimality_a"], r["final_suboptimality_b"]) == (0.25, 1e-6)
     assert (r["time_a"], r["time_b"], r["verdict"]) == (np.inf, 1.0, "better")
     assert (r["iterations_a"], r["iterations_b"], r["worse"]) == (np.inf, 1.0, "")
+
+
+def test_a_restart_curve_is_labelled_but_not_reported_as_separated(tmp_path):
+    frame = frame_of(
+        make_run("p", "sk", 0, [1.0, 0.1], algorithm="sklearn-lbfgs", curve="restarts"),
+        make_run("p", "gd", 0, [1.0, 0.5]),
+        make_run("p", "two", 0, [1.0, 0.5], config_id="c1"),
+        make_run("p", "two", 1, [1.0, 0.5], config_id="c2"),
+    )
+    report.build_report(frame, tmp_path, eps=(1e-2,))
+    record = json.loads((tmp_path / "tables" / "provenance.json").read_text())["results"]
+    # only the label that really has two configurations was split
+    assert record["separated_labels"] == ["two [cfg c1]", "two [cfg c2]"]
+    table = pd.read_csv(tmp_path / "tables" / "final_suboptimality.csv")
+    assert "sk (restarts)" in set(table["solver"])

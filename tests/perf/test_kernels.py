@@ -29,14 +29,13 @@ from natgrad_core import (
     make_optimizer,
     minimize,
 )
-from natgrad_core.benchmarking.grid import DEFAULT_SOLVERS
+from natgrad_core.benchmarking.grid import NATGRAD_SOLVERS
 from natgrad_core.benchmarking.problems import PROBLEMS
 from natgrad_core.curvature import kfac_factors
-from natgrad_core.optim.registry import is_plugin
 
 SIZES = {"small": "wine-mlp", "large": "digits-logistic"}
 # natgrad's own algorithms: the shipped scikit-learn plugins have no step to time
-SOLVERS = {s.label: s for s in DEFAULT_SOLVERS if not is_plugin(s.solver)}
+SOLVERS = {s.label: s for s in NATGRAD_SOLVERS}
 
 
 @pytest.fixture(scope="module", params=sorted(SIZES))

@@ -25,6 +25,7 @@ from .metrics import (
     HEADLINE_EPS,
     MEASURES,
     add_best_known,
+    displayed,
     drop_not_applicable,
     findings,
     headline,
@@ -46,6 +47,7 @@ __all__ = [
     "MEASURES",
     "add_best_known",
     "build_report",
+    "displayed",
     "drop_not_applicable",
     "findings",
     "headline",
@@ -184,9 +186,10 @@ def build_report(
         The ``index.html``.
     """
     out_dir = Path(out_dir)
-    separated = separate_configurations(label_restarts(drop_not_applicable(frame)))
+    shown = displayed(frame)
+    separated = separate_configurations(shown)
     record = _results_record(separated, records or {})
-    relabelled = sorted(set(separated["solver"]) - set(frame["solver"]))
+    relabelled = sorted(set(separated["solver"]) - set(shown["solver"]))
     if relabelled:
         record["separated_labels"] = relabelled
     frame = add_best_known(separated)

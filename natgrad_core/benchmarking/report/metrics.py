@@ -64,7 +64,7 @@ import pandas as pd
 
 from ...optim import PRECONDITIONERS, SOLVERS
 from ...optim.base import budget_grid
-from ..store import NOT_APPLICABLE
+from ..store import not_applicable
 from ..tuning import DEFAULT_SUFFIX, TUNED_SUFFIX
 
 DEFAULT_EPS: tuple[float, ...] = (1e-2, 1e-4, 1e-6, 1e-8)
@@ -97,6 +97,8 @@ MEASURES: dict[str, str] = {
     "iterations": "iterations_to_eps",
 }
 """Cost measures for :func:`performance_profile` and the to-ε tables -> per-run column."""
+RESTART_SUFFIX = " (restarts)"
+"""Added to the label of a curve of restarted fits wherever it is shown."""
 RESTARTS = "restarts"
 """``curve`` of runs made by restarted fits (:class:`optim.base.BudgetedSolver`): their
 oracle calls are not observable, so their work and first-order calls are NaN and they are
@@ -576,9 +578,7 @@ def curve_text(curve: str, configuration: Mapping) -> str:
 def drop_not_applicable(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` without the runs skipped as not applicable (:data:`store.NOT_APPLICABLE`:
     the solver cannot fit that model at all): a table shows them blank, "did not run"."""
-    skipped = (frame["status"] == "skipped") & frame["message"].astype(str).str.startswith(
-        NOT_APPLICABLE
-    )
+    skipped = not_applicable(frame)
     return frame[~skipped] if skipped.any() else frame
 
 
@@ -589,13 +589,14 @@ def label_restarts(frame: pd.DataFrame) -> pd.DataFrame:
     if not rows.any():
         return frame
     out = frame.copy()
-    labels = out.loc[rows, "solver"].astype(str)
-    done = labels.str.endswith(RESTART_SUFFIX)
-    out.loc[rows, "solver"] = labels.where(done, labels + RESTART_SUFFIX)
+    out.loc[rows, "solver"] = out.loc[rows, "solver"].astype(str) + RESTART_SUFFIX
     return out
 
 
-RESTART_SUFFIX = " (restarts)"
+def displayed(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs a report shows, labelled as it shows them: :func:`drop_not_applicable`,
+    then :func:`label_restarts`."""
+    return label_restarts(drop_not_applicable(frame))
 
 
 def _last_rows(frame: pd.DataFrame) -> pd.DataFrame:

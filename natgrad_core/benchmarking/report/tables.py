@@ -955,12 +955,12 @@ def _write_folder(out_dir: Path, files: Mapping[str, bytes]) -> list[Path]:
     return paths
 
 
-def _json_safe(value):
+def json_safe(value):
     """``value`` with non-finite floats as text ("inf", "-inf", "nan"): strict JSON."""
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, (float, np.floating)) and not np.isfinite(value):
         return str(float(value))
     if isinstance(value, np.generic):
@@ -984,7 +984,7 @@ def write_findings(
         ``[findings.json, findings.md]``.
     """
     title = "Findings: natural gradient against the best tuned baseline, per problem"
-    doc = {"title": title, "findings": _json_safe(list(findings)), "provenance": provenance_dict}
+    doc = {"title": title, "findings": json_safe(list(findings)), "provenance": provenance_dict}
     text = json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False, default=str) + "\n"
     lines = ["<!--", "provenance (complete record: findings.json):"]
     lines += [f"  {k}: {v}".replace("--", "- -") for k, v in _prov_items(provenance_dict)]

@@ -21,16 +21,26 @@ as not holding, with the numbers: that is a result too. Every random choice foll
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ..._threads import limit_threads
+from ..report.tables import json_safe
 
-__all__ = ["STUDIES", "Finding", "Study", "StudyResult", "register", "run_study", "write_study"]
+__all__ = [
+    "STUDIES",
+    "Finding",
+    "Study",
+    "StudyResult",
+    "cosine",
+    "register",
+    "run_study",
+    "write_study",
+]
 
 
 @dataclass(frozen=True)
@@ -110,17 +120,9 @@ def run_study(name: str, quick: bool = False, seed: int = 0, blas_threads: int =
     return result, record
 
 
-def _plain(value):
-    """JSON for numbers that may be inf or NaN (written as strings, strict JSON)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if hasattr(value, "item"):  # numpy scalars
-        return _plain(value.item())
-    return value
+def cosine(a, b) -> float:
+    """cos ∠(a, b), for the studies that compare directions."""
+    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def write_study(name: str, result: StudyResult, record: dict, out) -> list[Path]:
@@ -149,12 +151,12 @@ def write_study(name: str, result: StudyResult, record: dict, out) -> list[Path]
         "study": name,
         "title": study.title,
         "source": study.source,
-        "settings": _plain(result.settings),
-        "findings": [_plain(asdict(f)) for f in result.findings],
-        "provenance": _plain(stable),
+        "settings": json_safe(result.settings),
+        "findings": [json_safe(asdict(f)) for f in result.findings],
+        "provenance": json_safe(stable),
     }
     text = json.dumps(findings, indent=1, sort_keys=True, default=str) + "\n"
     write_if_changed(out / "findings.json", text.encode("utf-8"))
-    volatile = json.dumps(_plain(record), indent=1, sort_keys=True, default=str) + "\n"
+    volatile = json.dumps(json_safe(record), indent=1, sort_keys=True, default=str) + "\n"
     write_if_changed(out / "provenance.json", volatile.encode("utf-8"))
     return [*paths, *figure, out / "findings.json", out / "provenance.json"]

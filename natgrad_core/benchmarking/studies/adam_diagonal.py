@@ -26,7 +26,7 @@ from sklearn import datasets
 from ...curvature import KFAC, DenseFisher, DiagonalFisher
 from ...models import MLP, Objective
 from ...optim import Adam
-from . import Finding, StudyResult, register
+from . import Finding, StudyResult, cosine, register
 
 DIRECTIONS = ("adam", "diag-ef", "diag-ef-sqrt", "diag-true", "kfac", "gradient")
 RELATIVE_DAMPING = 1e-3
@@ -40,10 +40,6 @@ that measured λ, not the Fisher).
 """
 LEARNING_RATE = 1e-2
 EPS = 1e-8
-
-
-def _cosine(a, b):
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def _directions(objective, theta, grad, adam_update, damping):
@@ -94,7 +90,7 @@ def run(quick: bool, seed: int) -> StudyResult:
             damping = RELATIVE_DAMPING * float(np.trace(fisher.to_dense())) / model.n_params
             ng = fisher.solve(grad, damping)
             for name, d in _directions(objective, theta, grad, update, damping).items():
-                records.append((k, name, _cosine(d, ng), damping))
+                records.append((k, name, cosine(d, ng), damping))
         theta = new_theta
     table = pd.DataFrame(records, columns=["step", "direction", "cosine", "damping"])
 

@@ -38,7 +38,7 @@ from ...models import MLP, Objective
 from ...optim import make_optimizer, minimize
 from ..problems import PROBLEMS
 from ..reference import reference_solution
-from . import Finding, StudyResult, register
+from . import Finding, StudyResult, cosine, register
 
 DATASETS = ("breast_cancer", "wine")
 METHODS = {"GD": "gradient descent", "EF": "empirical Fisher", "NG": "Fisher"}
@@ -52,9 +52,9 @@ NG_TO_OPTIMUM_TOL = 1e-9
 EF_DISTORTED = 0.9
 """EF's field is "distorted" when some cosine with θ* − θ falls below this."""
 TIE = 1e-12
+"""Suboptimalities below TIE · (1 + |L*|) are the optimum to float64 resolution: ties."""
 TARGET = 1e-8
 """The suboptimality L − L* whose first iteration ``iterations_to_target`` records."""
-"""Suboptimalities below TIE · (1 + |L*|) are the optimum to float64 resolution: ties."""
 
 COLUMNS = {
     "dataset": ("problem (breast_cancer, wine) or linear-regression case", ""),
@@ -74,10 +74,6 @@ COLUMNS = {
     "cos_to_optimum_median": ("median cosine(field direction, θ* − θ) over the grid", ""),
     "cos_to_optimum_min": ("smallest cosine(field direction, θ* − θ) over the grid", ""),
 }
-
-
-def _cosine(a, b) -> float:
-    return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
 def _direction(objective, theta, grad, method, damping):
@@ -149,7 +145,7 @@ def _ef_ng_cosines(data, learning_rate, damping, n_iter):
             grad = objective.loss_and_grad(theta)[1]
             ef = _direction(objective, theta, grad, "EF", damping)
             ng = _direction(objective, theta, grad, "NG", damping)
-            cosines.append(_cosine(ef, ng))
+            cosines.append(cosine(ef, ng))
 
     minimize(
         data.model,
@@ -195,7 +191,7 @@ def _vector_field(case, n_samples, n_grid, seed):
         for method in METHODS:
             d = _direction(objective, theta, grad, method, 0.0)
             directions[method][i] = d
-            cosines[method][i] = _cosine(d, theta_star - theta)
+            cosines[method][i] = cosine(d, theta_star - theta)
     return {
         "X": X,
         "y": y,
