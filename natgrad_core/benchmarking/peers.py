@@ -68,6 +68,7 @@ from ..curvature import KFAC, DenseFisher, ImplicitFisher, kfac_factors
 from ..models.mlp import MLP, LogisticModel
 from ..models.objective import Objective
 from ..optim import RECOMMENDED, make_optimizer, minimize
+from ..optim.sklearn_solvers import theta_from_estimator
 
 __all__ = [
     "CHECK_RTOL",
@@ -443,12 +444,6 @@ def sklearn_coef(model: LogisticModel, theta) -> np.ndarray:
     return w_bar[:, 0].copy() if model.n_outputs == 1 else np.ascontiguousarray(w_bar.T)
 
 
-def theta_from_estimator(model: LogisticModel, estimator) -> np.ndarray:
-    """A fitted ``LogisticRegression``'s coefficients as our ``theta``."""
-    w_bar = np.vstack([estimator.coef_.T, estimator.intercept_[None, :]])
-    return model.pack([w_bar])
-
-
 def _linear_model_loss():
     """scikit-learn's private ``LinearModelLoss`` and its losses, or None if they moved."""
     try:
@@ -771,7 +766,7 @@ def _mlp_fit_row(ours: Workload) -> Comparison:
         return _fit_classifier(estimator, X, y)
 
     def check(result, fitted):
-        theta = model.pack([np.vstack([W, b]) for W, b in zip(fitted.coefs_, fitted.intercepts_)])
+        theta = theta_from_estimator(model, fitted)
         d = _relative(objective.loss(theta, count=False), fitted.loss_)
         reached = result.loss <= fitted.loss_ + CHECK_RTOL * abs(fitted.loss_)
         ok = d <= CHECK_RTOL and reached

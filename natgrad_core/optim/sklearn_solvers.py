@@ -96,6 +96,7 @@ __all__ = [
     "MLPSGD",
     "SklearnLogisticRegression",
     "SklearnMLP",
+    "theta_from_estimator",
 ]
 
 _NEVER = 2**31 - 1
@@ -166,6 +167,19 @@ def _class_targets(objective) -> Array:
     return y
 
 
+def theta_from_estimator(model, estimator) -> Array:
+    """A fitted estimator's weights in natgrad's layout (module docstring): a
+    ``LogisticRegression``'s ``coef_.T`` over ``intercept_``, an MLP's ``coefs_[l]`` over
+    ``intercepts_[l]``."""
+    if hasattr(estimator, "coefs_"):
+        pairs = zip(estimator.coefs_, estimator.intercepts_)
+        return model.pack([np.vstack([W, np.reshape(b, (1, -1))]) for W, b in pairs])
+    blocks = [estimator.coef_.T]
+    if model.fit_intercept:
+        blocks.append(np.reshape(estimator.intercept_, (1, -1)))
+    return model.pack([np.vstack(blocks)])
+
+
 def _check_seed(random_state):
     if random_state is None or (
         isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
@@ -196,6 +210,17 @@ class _SklearnSolver(BudgetedSolver):
     def _constructor_params(self) -> dict:
         names = inspect.signature(type(self).__init__).parameters
         return {name: getattr(self, name) for name in names if name != "self"}
+
+    def _fixed_params(self) -> dict:
+        """Estimator parameters this solver always sets, beyond its constructor's."""
+        return {}
+
+    def _estimator_params(self) -> dict:
+        """scikit-learn's ``solver``, the fixed parameters, and every constructor
+        parameter but ``budget_growth`` (which is the curve's, not the estimator's)."""
+        own = self._constructor_params()
+        own.pop("budget_growth", None)
+        return {"solver": self.solver, **self._fixed_params(), **own}
 
     def _template(self):
         """An estimator in this solver's configuration, for its parameters."""
@@ -255,9 +280,6 @@ class SklearnLogisticRegression(_SklearnSolver):
         self.budget_growth = check_growth(budget_growth)
         self._data = None
 
-    def _estimator_params(self) -> dict:
-        return {"solver": self.solver, "tol": self.tol}
-
     def _template(self):
         return LogisticRegression(**self._estimator_params())
 
@@ -310,16 +332,13 @@ class SklearnLogisticRegression(_SklearnSolver):
         if model.fit_intercept:
             estimator.intercept_ = np.array(W[-1], dtype=data.X.dtype)
         _quiet_fit(estimator, data.X, data.y)
-        blocks = [estimator.coef_.T]
-        if model.fit_intercept:
-            blocks.append(np.reshape(estimator.intercept_, (1, -1)))
         n_iter = int(np.max(estimator.n_iter_))
         stop = "the budget" if n_iter >= budget else f"scikit-learn's tol={self.tol:g}"
         message = (
             f"LogisticRegression(solver={self.solver!r}) ran {n_iter} of {budget} "
             f"iterations, ended by {stop}."
         )
-        return model.pack([np.vstack(blocks)]), n_iter, message
+        return theta_from_estimator(model, estimator), n_iter, message
 
 
 class LogisticNewtonCholesky(SklearnLogisticRegression):
@@ -379,9 +398,6 @@ class LogisticSAGA(SklearnLogisticRegression):
         super().__init__(tol=tol, budget_growth=budget_growth)
         self.random_state = _check_seed(random_state)
 
-    def _estimator_params(self) -> dict:
-        return {**super()._estimator_params(), "random_state": self.random_state}
-
 
 # ----------------------------------------------------------------- multilayer perceptrons
 class SklearnMLP(_SklearnSolver):
@@ -402,11 +418,9 @@ class SklearnMLP(_SklearnSolver):
         self.budget_growth = check_growth(budget_growth)
         self._data = None
 
-    def _estimator_params(self) -> dict:
-        if self._stochastic:
-            # no-improvement stop off: the budget alone ends a fit
-            return {"solver": self.solver, "tol": 0.0, "n_iter_no_change": _NEVER}
-        return {"solver": self.solver}
+    def _fixed_params(self) -> dict:
+        # Adam and SGD: the no-improvement stop off, so the budget alone ends a fit
+        return {"tol": 0.0, "n_iter_no_change": _NEVER} if self._stochastic else {}
 
     def _template(self):
         return MLPClassifier(**self._estimator_params())
@@ -475,9 +489,7 @@ class SklearnMLP(_SklearnSolver):
             estimator.loss_curve_ = []
             estimator.best_loss_ = np.inf
         _quiet_fit(estimator, data.X, data.y)
-        theta = objective.model.pack(
-            [np.vstack([c, b[None, :]]) for c, b in zip(estimator.coefs_, estimator.intercepts_)]
-        )
+        theta = theta_from_estimator(objective.model, estimator)
         n_iter = int(estimator.n_iter_)
         stop = "the budget" if n_iter >= budget else "scikit-learn's own stopping test"
         message = (
@@ -524,14 +536,6 @@ class MLPAdam(SklearnMLP):
         self.batch_size = _check_batch_size(batch_size)
         self.random_state = _check_seed(random_state)
 
-    def _estimator_params(self) -> dict:
-        return {
-            **super()._estimator_params(),
-            "learning_rate_init": self.learning_rate_init,
-            "batch_size": self.batch_size,
-            "random_state": self.random_state,
-        }
-
 
 class MLPSGD(SklearnMLP):
     """scikit-learn's MLP with ``solver="sgd"``: mini-batch SGD with (Nesterov) momentum at
@@ -572,16 +576,6 @@ class MLPSGD(SklearnMLP):
         self.nesterovs_momentum = bool(nesterovs_momentum)
         self.random_state = _check_seed(random_state)
 
-    def _estimator_params(self) -> dict:
-        return {
-            **super()._estimator_params(),
-            "learning_rate_init": self.learning_rate_init,
-            "batch_size": self.batch_size,
-            "momentum": self.momentum,
-            "nesterovs_momentum": self.nesterovs_momentum,
-            "random_state": self.random_state,
-        }
-
 
 class MLPLBFGS(SklearnMLP):
     """scikit-learn's MLP with ``solver="lbfgs"``: scipy's L-BFGS-B on the full-batch loss
@@ -608,9 +602,6 @@ class MLPLBFGS(SklearnMLP):
     def __init__(self, tol: float = 1e-10, budget_growth: float = 1.5):
         super().__init__(budget_growth=budget_growth)
         self.tol = check_nonnegative(tol, "tol")
-
-    def _estimator_params(self) -> dict:
-        return {**super()._estimator_params(), "tol": self.tol}
 
     def skip_reason(self, model) -> str | None:
         reason = super().skip_reason(model)
